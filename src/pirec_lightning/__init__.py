@@ -1,0 +1,3 @@
+"""pirec-lightning: trainable PI-REC on PyTorch Lightning and Hydra."""
+
+__version__ = "0.1.0"
