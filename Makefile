@@ -1,0 +1,51 @@
+# pirec-lightning: `make train` and `make test` work on a fresh machine with only Python 3.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# extra Hydra overrides for `make train`, e.g. make train ARGS="trainer=gpu data.root=~/images"
+ARGS ?=
+# extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k median -x"
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train train-tiny test test-slow lint format bench clean
+
+help: ## list the targets
+	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-11s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package with its dev tools (editable)
+
+train: $(STAMP) ## train PI-REC on the embedded emoji (outputs/ holds checkpoints and grids)
+	$(BIN)/python train.py $(ARGS)
+
+train-tiny: $(STAMP) ## a seconds-long CPU run of the imitation phase (debug=tiny)
+	$(BIN)/python train.py debug=tiny $(ARGS)
+
+test: $(STAMP) ## run the test suite (CPU, tiny models; slow and gpu tests excluded)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## run the slow tests too
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff autofix and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) ## preprocessing benchmark: original per-image pipeline vs this engine
+	$(BIN)/python benchmarks/preprocess.py $(ARGS)
+
+clean: ## remove outputs, caches and build files (keeps .venv)
+	rm -rf outputs multirun lightning_logs wandb build dist .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,201 @@
+"""The LightningDataModule: decoded images in, PI-REC training inputs out, made on the batch's device.
+
+The datasets only decode and resize on the CPU. Everything random (edges at a drawn Canny sigma,
+edge dropout, brush-stroke masks, the color domain under hyperparameter confusion) happens in
+:meth:`PIRECDataModule.on_after_batch_transfer`, on whatever device the batch was moved to, through
+one :class:`~pirec_lightning.preprocess.confusion.Preprocessor` (the single seam where the
+preprocessing engine plugs in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pirec_lightning.data.emoji import emoji_files
+from pirec_lightning.data.folder import FolderImageDataset, find_images
+from pirec_lightning.data.split import emoji_group_key, split_files
+from pirec_lightning.preprocess.confusion import Preprocessor
+
+STAGES = ("fit", "validate", "test", "predict")
+
+
+class IndexedDataset(Dataset):
+    """Wraps an image dataset so each item is ``{"image": (3, S, S) in [0, 1], "index": int}``.
+
+    The index seeds the evaluation-time randomness (masks), so validation inputs are the same
+    every epoch and on every machine.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.dataset[index], "index": index}
+
+
+class PIRECDataModule(pl.LightningDataModule):
+    """Images from a folder (or the embedded emoji) turned into PI-REC inputs on the device.
+
+    Args:
+        root: folder of images, searched recursively; ``None`` uses the embedded Twemoji set.
+        image_size: side of the square training images, divisible by 4.
+        batch_size: images per batch (per device).
+        num_workers: DataLoader worker processes for decoding.
+        split: train/val/test fractions of the deterministic split.
+        split_seed: seed of that split.
+        limit: keep at most this many training images (``None``: all).
+        pin_memory: pin host memory for faster host-to-GPU copies.
+        confusion: ``{"enabled": bool, "seed": int, **ConfusionConfig fields}``.
+        outputs: the inputs to make (subset of ``edge``, ``mask``, ``color_domain``); ``None``
+            asks the attached LightningModule (its ``required_inputs``), else makes all three.
+
+    A batch after transfer is a dict with ``image`` (B, 3, H, W) in [0, 1], ``index`` (B,), and
+    the requested ``edge`` (B, 1, H, W) in {0, 1}, ``mask`` (B, 1, H, W) in {0, 1} (1 = hole) and
+    ``color_domain`` (B, 3, H, W) in [0, 1].
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        image_size: int = 64,
+        batch_size: int = 16,
+        num_workers: int = 2,
+        split: Sequence[float] = (0.9, 0.05, 0.05),
+        split_seed: int = 0,
+        limit: int | None = None,
+        pin_memory: bool = False,
+        confusion: dict[str, Any] | None = None,
+        outputs: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.root = Path(root).expanduser() if root is not None else None
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.outputs = tuple(outputs) if outputs is not None else None
+        confusion = dict(confusion or {})
+        enabled = bool(confusion.pop("enabled", True))
+        seed = int(confusion.pop("seed", 0) or 0)
+        self.seed = seed
+        self.preprocessor = Preprocessor(
+            image_size=self.image_size, confusion=confusion or None, enabled=enabled, seed=seed
+        )
+        self._files: dict[str, list[Path]] | None = None
+        self._train_generators: dict[torch.device, torch.Generator] = {}
+
+    # ----------------------------------------------------------------------------- data sets
+    def files(self) -> dict[str, list[Path]]:
+        """The deterministic ``train``/``val``/``test`` file lists (computed once)."""
+        if self._files is None:
+            if self.root is None:
+                files = split_files(
+                    emoji_files(), self.hparams.split, self.hparams.split_seed, emoji_group_key
+                )
+            else:
+                files = split_files(
+                    find_images(self.root), self.hparams.split, self.hparams.split_seed
+                )
+            if self.hparams.limit is not None:
+                files["train"] = files["train"][: int(self.hparams.limit)]
+            for name in ("train", "val"):
+                if not files[name]:
+                    where = self.root or "the embedded emoji"
+                    raise ValueError(
+                        f"the {name} split of {where} is empty; add images or change data.split"
+                    )
+            self._files = files
+        return self._files
+
+    def dataset(self, split: str) -> IndexedDataset:
+        return IndexedDataset(FolderImageDataset(self.files()[split], self.image_size))
+
+    def setup(self, stage: str | None = None) -> None:
+        self.files()
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=bool(self.hparams.pin_memory),
+            drop_last=shuffle,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ----------------------------------------------------------------------- on-device inputs
+    def current_stage(self) -> str:
+        """``fit`` while training; ``validate`` during the sanity check and validation; else the
+        trainer's stage. Without a trainer: ``fit``."""
+        trainer = self.trainer
+        if trainer is None or trainer.training:
+            return "fit"
+        if trainer.sanity_checking or trainer.validating:
+            return "validate"
+        if trainer.testing:
+            return "test"
+        if trainer.predicting:
+            return "predict"
+        return "fit"
+
+    def required_outputs(self) -> tuple[str, ...]:
+        if self.outputs is not None:
+            return self.outputs
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        required = getattr(module, "required_inputs", None)
+        return tuple(required) if required is not None else ("edge", "mask", "color_domain")
+
+    def generator_for(self, batch: dict[str, Any], stage: str) -> torch.Generator:
+        """Training draws from one generator per device, seeded once (per rank); evaluation
+        re-seeds from the batch's first index so every epoch sees the same inputs."""
+        device = batch["image"].device
+        if stage == "fit":
+            generator = self._train_generators.get(device)
+            if generator is None:
+                rank = self.trainer.global_rank if self.trainer is not None else 0
+                generator = torch.Generator(device=device)
+                generator.manual_seed(self.seed + 1_000_003 * rank)
+                self._train_generators[device] = generator
+            return generator
+        generator = torch.Generator(device=device)
+        first = int(batch["index"][0]) if len(batch["index"]) else 0
+        generator.manual_seed(self.seed + 7919 * (first + 1))
+        return generator
+
+    def make_inputs(self, batch: dict[str, Any], stage: str = "fit") -> dict[str, Any]:
+        """Turn ``{"image", "index"}`` into the phase's inputs on the batch's device."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
+        generator = self.generator_for(batch, stage)
+        with torch.no_grad():
+            made = self.preprocessor(
+                batch["image"], stage=stage, outputs=self.required_outputs(), generator=generator
+            )
+        return {**batch, **made}
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict) and "image" in batch:
+            return self.make_inputs(batch, self.current_stage())
+        return batch

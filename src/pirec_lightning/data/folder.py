@@ -1,0 +1,219 @@
+"""A dataset over a folder of images: decode, flatten onto white, center-crop, resize.
+
+Everything here is deterministic. The dataset only decodes and resizes; every random step
+(edge thresholds, color-domain k, masks, flips) happens later on the device, per sample, in the
+LightningDataModule.
+
+>>> ds = FolderImageDataset("path/to/images", image_size=64)  # doctest: +SKIP
+>>> ds[0].shape, ds[0].dtype  # doctest: +SKIP
+(torch.Size([3, 64, 64]), torch.float32)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "CorruptImageWarning",
+    "FolderImageDataset",
+    "find_images",
+    "load_image",
+]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+"""File extensions `find_images` accepts, compared case-insensitively."""
+
+_WHITE = (255, 255, 255)
+
+
+class CorruptImageWarning(UserWarning):
+    """A file with an image extension could not be decoded and was skipped."""
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """List the images under ``root``, recursively, sorted, skipping hidden files and folders.
+
+    Args:
+        root: a folder. Files count as images when their extension (any case) is in
+            `IMAGE_EXTENSIONS`; names starting with ``.`` (and anything inside such folders,
+            e.g. ``.ipynb_checkpoints``) are ignored.
+
+    Returns:
+        The image paths, sorted by their path relative to ``root`` so the order is the same on
+        every machine.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist or is not a folder.
+        ValueError: ``root`` holds no images.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"image folder {str(root)!r} does not exist or is not a folder: set data.root to a "
+            "folder of images, or leave it unset to use the embedded emoji"
+        )
+    files = [
+        path
+        for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not _is_hidden(path, root) and path.is_file()
+    ]
+    if not files:
+        raise ValueError(
+            f"no images found in {str(root)!r} (looked recursively for "
+            f"{', '.join(IMAGE_EXTENSIONS)}, any case, hidden files skipped)"
+        )
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _wide_to_8bit(image: Image.Image) -> Image.Image:
+    """Map a 16/32-bit integer or float greyscale image to mode ``L``.
+
+    Pillow's own ``I``/``F`` -> ``L`` conversion clips instead of scaling, which turns most
+    16-bit images white.
+    """
+    array = np.asarray(image)
+    if image.mode == "F":
+        top = 1.0 if float(np.nanmax(array, initial=0.0)) <= 1.0 else 255.0
+    elif image.mode.startswith("I;16"):
+        top = 65535.0
+    else:  # mode "I": 32-bit ints; 16-bit PNGs decode to it on older Pillow
+        top = 65535.0 if int(array.max(initial=0)) > 255 else 255.0
+    scaled = np.clip(np.nan_to_num(array.astype(np.float64) / top), 0.0, 1.0)
+    return Image.fromarray(np.round(scaled * 255.0).astype(np.uint8), mode="L")
+
+
+def _to_rgb_on_white(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to ``RGB``, compositing transparency onto white."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return _wide_to_8bit(image).convert("RGB")
+    has_alpha = "A" in image.getbands() or "a" in image.getbands()
+    if has_alpha or "transparency" in image.info:
+        # Straight alpha over an opaque white canvas, before resizing, so edges do not fringe dark.
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path, image_size: int) -> torch.Tensor:
+    """Decode one image file to a square float tensor.
+
+    Steps: decode with Pillow, apply the EXIF orientation, convert any mode to RGB with
+    transparency composited onto white, center-crop to a square of the shorter side, resize to
+    ``image_size`` with Lanczos (antialiased), scale to [0, 1]. No randomness.
+
+    Args:
+        path: an image file in any format Pillow decodes.
+        image_size: side ``S`` of the output, in pixels (> 0).
+
+    Returns:
+        ``(3, S, S)`` float32 in [0, 1].
+
+    Raises:
+        OSError, ValueError, SyntaxError, ...: whatever Pillow raises for an undecodable or
+            truncated file (`FolderImageDataset` catches these).
+    """
+    if image_size <= 0:
+        raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+    with Image.open(path) as opened:
+        opened.load()  # decode fully here so truncation errors surface inside this call
+        image = ImageOps.exif_transpose(opened)
+        image = _to_rgb_on_white(image)
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if side != image_size:
+        image = image.resize((image_size, image_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    array = np.asarray(image, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).to(torch.float32) / 255.0
+    return tensor.clamp_(0.0, 1.0)
+
+
+class FolderImageDataset(Dataset[torch.Tensor]):
+    """Images from a folder (or a list of files) as ``(3, S, S)`` float32 tensors in [0, 1].
+
+    Each item is just the image; the LightningDataModule derives edges, color domain and masks on
+    the device. A file that fails to decode does not stop training: it is reported once with a
+    `CorruptImageWarning` naming it, recorded in `skipped_files`, and the next decodable image
+    (wrapping around) is returned instead. If no file decodes, a RuntimeError names the folder.
+
+    With DataLoader workers each worker holds its own copy of the dataset, so `skipped_files` /
+    `num_skipped` in the main process only reflect decoding done there; each worker warns on its
+    own.
+
+    Args:
+        files: a folder (searched with `find_images`) or a sequence of image paths.
+        image_size: side ``S`` of every returned image, in pixels.
+    """
+
+    def __init__(self, files: Sequence[str | Path] | str | Path, image_size: int = 64) -> None:
+        if image_size <= 0:
+            raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+        if isinstance(files, (str, os.PathLike)):
+            self.root: Path | None = Path(files).expanduser()
+            self.files: list[Path] = find_images(self.root)
+        else:
+            self.files = [Path(f) for f in files]
+            if not self.files:
+                raise ValueError("FolderImageDataset needs at least one image file, got none")
+            self.root = None
+        self.image_size = image_size
+        self.skipped_files: list[Path] = []
+        self._bad: set[int] = set()
+
+    @property
+    def num_skipped(self) -> int:
+        """How many files this process has found undecodable so far."""
+        return len(self.skipped_files)
+
+    def _describe_source(self) -> str:
+        if self.root is not None:
+            return str(self.root)
+        try:
+            return os.path.commonpath([str(f) for f in self.files])
+        except ValueError:  # e.g. paths on different drives
+            return f"{len(self.files)} given files"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Return image ``index`` (or the next decodable one) as ``(3, S, S)`` in [0, 1]."""
+        count = len(self.files)
+        if not -count <= index < count:
+            raise IndexError(f"index {index} out of range for {count} images")
+        last_error: BaseException | None = None
+        for offset in range(count):
+            i = (index + offset) % count
+            if i in self._bad:
+                continue
+            try:
+                return load_image(self.files[i], self.image_size)
+            except Exception as error:  # noqa: BLE001 - any decoder failure means "skip the file"
+                last_error = error
+                self._bad.add(i)
+                self.skipped_files.append(self.files[i])
+                warnings.warn(
+                    f"skipping undecodable image {str(self.files[i])!r}: "
+                    f"{type(error).__name__}: {error}",
+                    CorruptImageWarning,
+                    stacklevel=2,
+                )
+        raise RuntimeError(
+            f"none of the {count} images in {self._describe_source()!r} could be decoded"
+            + (f" (last error: {type(last_error).__name__}: {last_error})" if last_error else "")
+        )

@@ -1,0 +1,213 @@
+"""VGG19 perceptual and style losses (EdgeConnect's ``PerceptualLoss`` and ``StyleLoss``).
+
+One frozen :class:`VGG19Features` is shared by both losses; compute its features once per batch
+and hand them to ``from_features`` to avoid running VGG twice::
+
+    vgg, reason = build_vgg("auto")
+    perceptual, style = PerceptualLoss(vgg), StyleLoss(vgg)
+    fx, fy = vgg(output), vgg(target)
+    loss = perceptual.from_features(fx, fy) + 250 * style.from_features(fx, fy)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
+
+from pirec_lightning.models.losses.weights import VGGWeightsUnavailable, resolve_vgg19_weights
+
+log = logging.getLogger(__name__)
+
+# Index of each ReLU in torchvision's vgg19().features.
+VGG19_RELUS = {
+    1: "relu1_1",
+    6: "relu2_1",
+    8: "relu2_2",
+    11: "relu3_1",
+    17: "relu3_4",
+    20: "relu4_1",
+    26: "relu4_4",
+    29: "relu5_1",
+    31: "relu5_2",
+}
+PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG_MODES = ("auto", "imagenet", "off")
+
+
+class VGG19Features(nn.Module):
+    """Frozen ImageNet VGG19 returning the activations the perceptual and style losses use.
+
+    The weights come from a file (see :func:`resolve_vgg19_weights`): either a full torchvision
+    ``vgg19`` state dict or one holding only its ``features.*`` entries (float16 is fine), loaded
+    strictly. The module stays in eval mode and without gradients for its parameters, and it
+    adds nothing to its parent's ``state_dict``: the file is the source of its weights, so
+    checkpoints stay small and load whether or not they were saved with a VGG.
+
+    Args:
+        weights_path: the weight file; ``None`` searches ``$PIREC_WEIGHTS_DIR`` and the torch hub
+            cache and downloads if needed.
+
+    Shape:
+        ``forward``: ``(B, 3, H, W)`` in ``[0, 1]`` -> dict of the ``relu1_1, relu2_1, relu2_2,
+        relu3_1, relu3_4, relu4_1, relu4_4, relu5_1, relu5_2`` activations, ``(B, C_l, H_l, W_l)``.
+    """
+
+    def __init__(self, weights_path: str | Path | None = None) -> None:
+        super().__init__()
+        path = resolve_vgg19_weights(weights_path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        features = make_layers(cfgs["E"])
+        features.load_state_dict(
+            {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        )
+        # Nothing after relu5_2 is needed.
+        self.layers = features[: max(VGG19_RELUS) + 1]
+        for layer in self.layers:
+            if isinstance(layer, nn.ReLU):
+                layer.inplace = False  # the returned activations must not be overwritten
+        self.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_state_dict_post_hook(_drop_own_entries)
+        self.register_load_state_dict_pre_hook(_supply_own_entries)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> VGG19Features:
+        """Stay in eval mode whatever ``mode`` a parent passes."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``(B, 3, H, W)`` in ``[0, 1]`` -> ``{relu name: (B, C_l, H_l, W_l)}``."""
+        x = (x - self.mean) / self.std
+        out = {}
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index in VGG19_RELUS:
+                out[VGG19_RELUS[index]] = x
+        return out
+
+
+def _drop_own_entries(
+    module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any
+) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[key]
+
+
+def _supply_own_entries(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    # Replace whatever a checkpoint holds for the VGG by the weights already loaded from file.
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[key]
+    for name, tensor in module.layers.state_dict(prefix=f"{prefix}layers.").items():
+        state_dict[name] = tensor
+
+
+def gram_matrix(x: torch.Tensor) -> torch.Tensor:
+    """Gram matrix normalised by the feature size (EdgeConnect's ``compute_gram``).
+
+    Args:
+        x: features ``(B, C, H, W)``.
+
+    Returns:
+        ``(B, C, C)``: ``F F^T / (C * H * W)`` with ``F`` the ``(C, H * W)`` reshaped features.
+    """
+    b, c, h, w = x.shape
+    f = x.reshape(b, c, h * w)
+    return f.bmm(f.transpose(1, 2)) / (c * h * w)
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted sum of L1 distances of VGG19 activations at ``relu1_1 .. relu5_1``.
+
+    Args:
+        vgg: the shared feature extractor.
+        weights: one weight per layer of ``PERCEPTUAL_LAYERS``.
+
+    Shape:
+        ``forward``: two ``(B, 3, H, W)`` images in ``[0, 1]`` -> scalar >= 0.
+    """
+
+    def __init__(self, vgg: VGG19Features, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0, 1.0)):
+        super().__init__()
+        if len(weights) != len(PERCEPTUAL_LAYERS):
+            raise ValueError(
+                f"PerceptualLoss needs {len(PERCEPTUAL_LAYERS)} weights, got {len(weights)}"
+            )
+        self.vgg = vgg
+        self.weights = tuple(float(w) for w in weights)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.from_features(self.vgg(x), self.vgg(y))
+
+    def from_features(
+        self, x_features: Mapping[str, torch.Tensor], y_features: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The loss from precomputed :class:`VGG19Features` outputs -> scalar."""
+        return sum(
+            w * F.l1_loss(x_features[name], y_features[name])
+            for w, name in zip(self.weights, PERCEPTUAL_LAYERS)
+        )
+
+
+class StyleLoss(nn.Module):
+    """Sum of L1 distances of Gram matrices of VGG19 activations at ``relu2_2 .. relu5_2``.
+
+    Shape:
+        ``forward``: two ``(B, 3, H, W)`` images in ``[0, 1]`` -> scalar >= 0.
+    """
+
+    def __init__(self, vgg: VGG19Features) -> None:
+        super().__init__()
+        self.vgg = vgg
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.from_features(self.vgg(x), self.vgg(y))
+
+    def from_features(
+        self, x_features: Mapping[str, torch.Tensor], y_features: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The loss from precomputed :class:`VGG19Features` outputs -> scalar."""
+        return sum(
+            F.l1_loss(gram_matrix(x_features[name]), gram_matrix(y_features[name]))
+            for name in STYLE_LAYERS
+        )
+
+
+def build_vgg(
+    mode: str = "auto", weights_path: str | Path | None = None
+) -> tuple[VGG19Features | None, str | None]:
+    """Build the shared VGG19 feature extractor as the ``loss.vgg`` switch asks.
+
+    Args:
+        mode: ``"imagenet"``: the weights must be found (else :class:`VGGWeightsUnavailable`);
+            ``"off"``: no VGG; ``"auto"``: like ``imagenet``, but if the weights are unavailable
+            warn loudly and go on without VGG.
+        weights_path: explicit weight file (``loss.vgg_weights``).
+
+    Returns:
+        ``(vgg, None)``, or ``(None, reason)`` when perceptual and style losses are off.
+    """
+    if mode not in VGG_MODES:
+        raise ValueError(f"unknown loss.vgg mode {mode!r}; expected one of {', '.join(VGG_MODES)}")
+    if mode == "off":
+        return None, "disabled by loss.vgg=off"
+    try:
+        return VGG19Features(weights_path), None
+    except VGGWeightsUnavailable as err:
+        if mode == "imagenet":
+            raise
+        reason = f"VGG19 ImageNet weights unavailable: training WITHOUT perceptual and style losses. {err}"
+        log.warning(reason)
+        warnings.warn(reason, RuntimeWarning, stacklevel=2)
+        return None, reason

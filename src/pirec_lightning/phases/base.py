@@ -1,0 +1,236 @@
+"""The base phase: networks, losses and metrics built from saved hyperparameters; manual GAN steps.
+
+Every phase is a thin subclass that says which inputs it needs (``required_inputs``) and how a
+batch becomes the generator's input (:meth:`PhaseModule.generator_input`). The attribute names
+``generator`` and ``discriminator`` are shared by every phase so weights move between phases by
+key prefix (``generator.`` / ``discriminator.``).
+
+Lightning's ``global_step`` counts optimizer steps; a phase takes
+``optimizer_steps_per_batch`` (2: discriminator and generator) per batch. The training entry
+point converts user-facing step counts (generator steps) accordingly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import Tensor, nn
+from torchmetrics import MeanAbsoluteError, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from pirec_lightning.models.losses import (
+    AdversarialLoss,
+    PerceptualLoss,
+    StyleLoss,
+    VGG19Features,
+    build_vgg,
+    l1_loss,
+)
+from pirec_lightning.phases.samples import log_sample_grid, sample_grid
+
+DEFAULT_LOSS = {
+    "l1": 1.0,
+    "adversarial": 0.1,
+    "perceptual": 0.1,
+    "style": 250.0,
+    "gan_type": "lsgan",
+    "vgg": "auto",
+    "vgg_weights": None,
+}
+
+
+def _metrics(prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "psnr": PeakSignalNoiseRatio(data_range=1.0),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            "l1": MeanAbsoluteError(),
+        },
+        prefix=prefix,
+    )
+
+
+class PhaseModule(pl.LightningModule):
+    """Shared machinery of the imitation, generating and refinement phases.
+
+    Args:
+        model: the ``model`` config: ``generator`` and ``discriminator`` (``_target_`` + kwargs),
+            ``optimizer`` (a ``_partial_`` optimizer) and ``d2g_lr`` (discriminator lr factor).
+        loss: loss weights ``l1``, ``adversarial``, ``perceptual``, ``style``, ``gan_type`` and
+            the VGG switch ``vgg`` (auto | imagenet | off) with optional ``vgg_weights``.
+        num_samples: images in the validation sample grid.
+        vgg_status: filled in by the module (what became of the VGG terms); logged with the
+            hyperparameters.
+    """
+
+    name = "base"
+    #: inputs the DataModule must make for this phase
+    required_inputs: tuple[str, ...] = ("edge",)
+    #: Lightning optimizer steps per batch (discriminator + generator)
+    optimizer_steps_per_batch = 2
+    #: column titles of the sample grid, left to right
+    grid_columns: tuple[str, ...] = ("edge", "input", "output", "ground truth")
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        loss: dict[str, Any] | None = None,
+        num_samples: int = 8,
+        vgg_status: str | None = None,
+        **phase_options: Any,
+    ) -> None:
+        super().__init__()
+        loss = {**DEFAULT_LOSS, **(loss or {})}
+        if loss["vgg"] is False:  # YAML reads a bare `off` as false
+            loss["vgg"] = "off"
+        self.save_hyperparameters({"model": model, "loss": loss, "num_samples": num_samples})
+        self.save_hyperparameters(phase_options)
+        self.automatic_optimization = False
+        self.configure_networks()
+        self.adversarial_loss = AdversarialLoss(loss["gan_type"])
+        self.val_metrics = _metrics("val/")
+        self.val_baseline_metrics = _metrics("val/")
+        # VGG is built lazily (only for fitting) and kept outside the module tree: it is frozen,
+        # never checkpointed, and never wrapped by DDP.
+        self._vgg: list[VGG19Features | None] = []
+        self._vgg_losses: dict[str, nn.Module] = {}
+        self.hparams["vgg_status"] = vgg_status
+
+    # ------------------------------------------------------------------------------- building
+    def configure_networks(self) -> None:
+        """Build ``generator`` and ``discriminator`` from the saved ``model`` config."""
+        self.generator: nn.Module = instantiate(self.hparams.model["generator"])
+        self.discriminator: nn.Module = instantiate(self.hparams.model["discriminator"])
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and not self._vgg:
+            loss = self.hparams.loss
+            wants_vgg = loss["perceptual"] > 0 or loss["style"] > 0
+            vgg, reason = build_vgg(loss["vgg"] if wants_vgg else "off", loss["vgg_weights"])
+            if not wants_vgg:
+                reason = "perceptual and style weights are 0"
+            self._vgg = [vgg]
+            self.hparams["vgg_status"] = "imagenet" if vgg is not None else f"off: {reason}"
+            if vgg is not None:
+                # a plain dict: these hold the VGG and must stay out of the module tree
+                self._vgg_losses = {"perceptual": PerceptualLoss(vgg), "style": StyleLoss(vgg)}
+
+    @property
+    def vgg(self) -> VGG19Features | None:
+        return self._vgg[0] if self._vgg else None
+
+    def on_fit_start(self) -> None:
+        for loss in self._vgg_losses.values():
+            loss.to(self.device)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        make = instantiate(self.hparams.model["optimizer"])
+        opt_g = make(params=self.generator.parameters())
+        opt_d = make(params=self.discriminator.parameters())
+        for group in opt_d.param_groups:
+            group["lr"] = group["lr"] * float(self.hparams.model.get("d2g_lr", 0.1))
+        return [opt_g, opt_d]
+
+    # --------------------------------------------------------------------------- phase recipe
+    def generator_input(self, batch: dict[str, Tensor]) -> Tensor:
+        """The (B, 3, H, W) image the generator starts from (masked ground truth, color
+        domain, preliminary output...)."""
+        raise NotImplementedError
+
+    def baseline(self, batch: dict[str, Tensor]) -> Tensor:
+        """What the output is compared against as a no-learning baseline (default: the input)."""
+        return self.generator_input(batch)
+
+    def forward(self, image: Tensor, edge: Tensor) -> Tensor:
+        """Generator output (B, 3, H, W) in [0, 1] from an image (B, 3, H, W) in [0, 1] and an
+        edge map (B, 1, H, W) in {0, 1}."""
+        return self.generator(torch.cat([image, edge], dim=1))
+
+    def reconstruct(self, batch: dict[str, Tensor]) -> Tensor:
+        return self(self.generator_input(batch), batch["edge"])
+
+    # ------------------------------------------------------------------------------- training
+    def generator_losses(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Weighted generator loss terms and their sum under ``loss``."""
+        w = self.hparams.loss
+        logits, _ = self.discriminator(output)
+        terms = {
+            "l1": l1_loss(output, target) * w["l1"],
+            "adversarial": self.adversarial_loss(logits, True, for_discriminator=False)
+            * w["adversarial"],
+        }
+        if self.vgg is not None:
+            if w["perceptual"] > 0:
+                terms["perceptual"] = self._vgg_losses["perceptual"](output, target) * w["perceptual"]
+            if w["style"] > 0:
+                terms["style"] = self._vgg_losses["style"](output, target) * w["style"]
+        terms["loss"] = torch.stack(list(terms.values())).sum()
+        return terms
+
+    def discriminator_loss(self, output: Tensor, target: Tensor) -> Tensor:
+        real, _ = self.discriminator(target)
+        fake, _ = self.discriminator(output.detach())
+        return (
+            self.adversarial_loss(real, True, for_discriminator=True)
+            + self.adversarial_loss(fake, False, for_discriminator=True)
+        ) / 2
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        opt_g, opt_d = self.optimizers()
+        target = batch["image"]
+        output = self.reconstruct(batch)
+
+        self.toggle_optimizer(opt_d)
+        d_loss = self.discriminator_loss(output, target)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        self.toggle_optimizer(opt_g)
+        terms = self.generator_losses(output, target)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(terms["loss"])
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        logged = {f"train/g_{k}" if k != "loss" else "train/g_loss": v for k, v in terms.items()}
+        logged["train/d_loss"] = d_loss
+        self.log_dict(
+            {k: v.detach() for k, v in logged.items()}, prog_bar=False, batch_size=len(target)
+        )
+        self.log("g_loss", terms["loss"].detach(), prog_bar=True, logger=False)
+        # generator steps taken (checkpoint names use it; Lightning's `step` counts both optimizers)
+        self.log("generator_step", float(self.generator_step), logger=False)
+        return terms["loss"]
+
+    # ----------------------------------------------------------------------------- evaluation
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        target = batch["image"]
+        output = self.reconstruct(batch).clamp(0, 1)
+        self.val_metrics.update(output, target)
+        self.val_baseline_metrics.update(self.baseline(batch).clamp(0, 1), target)
+        if batch_idx == 0 and self.trainer is not None and self.trainer.is_global_zero:
+            columns = self.grid_tensors(batch, output)
+            grid = sample_grid(columns, int(self.hparams.num_samples))
+            log_sample_grid(self.trainer, grid, tag=f"{self.name}/samples", step=self.generator_step)
+
+    def grid_tensors(self, batch: dict[str, Tensor], output: Tensor) -> list[Tensor]:
+        """Columns of the sample grid, matching ``grid_columns``."""
+        return [batch["edge"], self.generator_input(batch), output, batch["image"]]
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute()
+        baseline = {f"{k}_baseline": v for k, v in self.val_baseline_metrics.compute().items()}
+        self.log_dict({**metrics, **baseline}, prog_bar=False, sync_dist=True)
+        self.log("val_psnr", metrics["val/psnr"], prog_bar=True, logger=False, sync_dist=True)
+        self.val_metrics.reset()
+        self.val_baseline_metrics.reset()
+
+    @property
+    def generator_step(self) -> int:
+        """Generator optimizer steps taken so far (what users count as training steps)."""
+        return int(self.global_step) // self.optimizer_steps_per_batch

@@ -1,0 +1,116 @@
+"""End-to-end training through Hydra: composition, fast_dev_run, the command line and its errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pirec_lightning.config import ConfigError
+from pirec_lightning.phases import ImitationPhase
+from pirec_lightning.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PIREC_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_fast_dev_run_imitation(make_cfg):
+    metrics, objects = train(make_cfg("phase=imitation", "debug=fdr"))
+    assert isinstance(objects["model"], ImitationPhase)
+    assert objects["trainer"].global_step == 2  # one batch: a discriminator and a generator step
+    assert "train/g_l1" in metrics and metrics["train/g_l1"] > 0
+    assert "val/psnr" in metrics and "val/psnr_baseline" in metrics
+
+
+def test_tiny_run_via_command_line_writes_checkpoint_and_grid(tmp_path):
+    run_dir = tmp_path / "X"
+    result = run_cli("phase=imitation", "debug=tiny", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoints = sorted(run_dir.rglob("*.ckpt"))
+    assert run_dir / "checkpoints" / "last.ckpt" in checkpoints
+    grids = sorted(run_dir.rglob("*.png"))
+    assert grids, f"no sample grid in {run_dir}"
+    # the checkpoint rebuilds its own module, weights included
+    model = ImitationPhase.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    for key, value in model.generator.state_dict().items():
+        assert torch.equal(value, state["state_dict"][f"generator.{key}"])
+    assert not any(k.startswith(("_vgg", "vgg")) for k in state["state_dict"])
+    assert model.hparams.vgg_status.startswith("off")
+
+
+def test_unknown_phase_lists_valid_phases():
+    result = run_cli("phase=nonexistent")
+    assert result.returncode != 0
+    assert "imitation" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.batch_size=abc", "data.batch_size"),
+        ("data.root=/nonexistent/images", "data.root folder does not exist"),
+        ("loss.vgg=sometimes", "loss.vgg must be one of"),
+        ("data.image_size=30", "data.image_size"),
+    ],
+)
+def test_config_mistakes_stop_with_one_line(override, expected, tmp_path):
+    result = run_cli("debug=tiny", override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    message = result.stderr.strip()
+    assert expected in message
+    assert "Traceback" not in message
+    assert len(message.splitlines()) == 1
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_unknown_key_is_rejected(tmp_path):
+    result = run_cli("debug=tiny", "data.imagesize=32", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "imagesize" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_config_in_process(make_cfg):
+    cfg = make_cfg("debug=tiny", "model.optimizer.lr=-1")
+    with pytest.raises(ConfigError, match="model.optimizer.lr"):
+        train(cfg)
+
+
+def test_short_overfit_reduces_l1(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "phase=imitation",
+        "debug=tiny",
+        "data.limit=4",
+        "data.batch_size=4",
+        "data.confusion.enabled=false",
+        "model.optimizer.lr=2e-3",
+        "loss.adversarial=0",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=40",
+        "callbacks.model_checkpoint.every_n_train_steps=40",
+        output_dir=tmp_path / "overfit",
+    )
+    train(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "overfit" / "csv" / "metrics.csv")))
+    l1 = [float(r["train/g_l1"]) for r in rows if r.get("train/g_l1")]
+    assert len(l1) >= 30
+    first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
+    assert last < 0.6 * first, (first, last)
