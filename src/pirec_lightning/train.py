@@ -7,18 +7,22 @@ counts every optimizer step (discriminator and generator), so the counts are con
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pirec_lightning.config import ConfigError, config_dir, validate_config
 from pirec_lightning.data import PIRECDataModule
-from pirec_lightning.phases import PhaseModule
+from pirec_lightning.phases import PhaseModule, init_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +83,46 @@ def build_trainer(
     return instantiate(cfg.trainer, **kwargs)
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Train the phase of ``cfg`` and return ``(metrics, objects)``.
+def _check_init_from(cfg: DictConfig) -> None:
+    """Refinement must start from a generating checkpoint; other phases may start anywhere."""
+    phase, init_from = cfg.phase.name, cfg.get("init_from")
+    if phase == "refinement" and init_from is None and cfg.get("ckpt_path") is None:
+        raise ConfigError(
+            "refinement starts from a generating checkpoint: "
+            "set init_from=<generating run>/checkpoints/last.ckpt (or use phase=all)"
+        )
+    if phase == "refinement" and init_from is not None:
+        import torch
 
-    ``metrics`` holds the last value of every logged metric (floats); ``objects`` the ``cfg``,
-    ``datamodule``, ``model``, ``trainer``, ``callbacks``, ``loggers`` and the ``last_ckpt`` path.
+        source = torch.load(init_from, map_location="cpu", weights_only=True).get("pirec_phase")
+        if source not in ("generating", "refinement"):
+            raise ConfigError(
+                f"refinement starts from a generating checkpoint, but {init_from} comes from "
+                f"the {source or 'unknown'} phase; pass a generating run's last.ckpt"
+            )
 
-    Raises:
-        ConfigError: before any work when the config is wrong.
-    """
+
+def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train the single phase ``cfg.phase.name`` (see :func:`train`)."""
     validate_config(cfg)
+    init_from = cfg.get("init_from")
+    if init_from is not None and not Path(str(init_from)).expanduser().is_file():
+        raise ConfigError(f"init_from checkpoint does not exist: {init_from}")
+    _check_init_from(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
 
     datamodule = build_datamodule(cfg)
     model = build_phase(cfg)
+    if init_from is not None and cfg.get("ckpt_path") is None:
+        copied = init_from_checkpoint(model, init_from)
+        log.info("%s: weights from %s (%s)", cfg.phase.name, init_from, copied)
+    elif cfg.phase.name != "imitation" and cfg.get("ckpt_path") is None:
+        warnings.warn(
+            f"{cfg.phase.name} is training from scratch: PI-REC starts it from the previous "
+            "phase's weights (init_from=<checkpoint>, or phase=all)",
+            stacklevel=2,
+        )
     steps_per_batch = model.optimizer_steps_per_batch
     callbacks = build_callbacks(cfg, steps_per_batch)
     loggers = build_loggers(cfg)
@@ -116,6 +145,77 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, objects
 
 
+DONE_FILE = "finished.json"
+
+
+def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
+    """The single-phase config of stage ``name`` of ``phase=all``, writing under run_dir/name."""
+    stage = copy.deepcopy(cfg)
+    with open_dict(stage):
+        stage.phase = cfg.phase.stages[name]
+        if stage.phase.get("max_steps") is not None:
+            stage.trainer.max_steps = stage.phase.max_steps
+        stage.paths.output_dir = str(run_dir / name)
+        stage.ckpt_path = None
+        stage.init_from = None
+    return stage
+
+
+def train_all(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """imitation -> generating -> refinement, each in ``<run dir>/<phase>/``, handing over
+    ``last.ckpt``; finished phases (``finished.json``) are skipped, an unfinished one resumes."""
+    if cfg.get("ckpt_path") is not None:
+        raise ConfigError(
+            "phase=all resumes by itself: re-run with the same hydra.run.dir instead of ckpt_path"
+        )
+    run_dir = Path(OmegaConf.select(cfg, "paths.output_dir")).expanduser()
+    names = list(cfg.phase.stages)
+    stages = {name: stage_config(cfg, name, run_dir) for name in names}
+    for stage in stages.values():  # every stage's config is checked before any work
+        validate_config(stage)
+    metrics: dict[str, float] = {}
+    objects: dict[str, Any] = {"cfg": cfg, "phases": {}}
+    previous: str | None = cfg.get("init_from")
+    for name in names:
+        stage, folder = stages[name], run_dir / name
+        last = folder / "checkpoints" / "last.ckpt"
+        done = folder / DONE_FILE
+        if done.is_file():
+            log.info("phase %s already finished in %s: skipping", name, folder)
+            stage_metrics = json.loads(done.read_text())["metrics"]
+        else:
+            with open_dict(stage):
+                if last.is_file():
+                    log.info("phase %s: resuming from %s", name, last)
+                    stage.ckpt_path = str(last)
+                stage.init_from = previous
+            stage_metrics, stage_objects = train_phase(stage)
+            objects["phases"][name] = stage_objects
+            if stage_objects["trainer"].interrupted:
+                raise KeyboardInterrupt(f"phase {name} was interrupted; re-run to resume it")
+            done.write_text(json.dumps({"phase": name, "metrics": stage_metrics}, indent=2))
+        metrics.update({f"{name}/{k}": v for k, v in stage_metrics.items()})
+        previous = str(last)
+    objects["last_ckpt"] = previous
+    return metrics, objects
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train ``cfg.phase`` and return ``(metrics, objects)``; usable without the command line.
+
+    ``metrics`` holds the last value of every logged metric (floats; prefixed ``<phase>/`` for
+    ``phase=all``). ``objects`` holds the ``cfg``, ``datamodule``, ``model``, ``trainer``,
+    ``callbacks``, ``loggers`` and the ``last_ckpt`` path (for ``phase=all``: ``phases``, one
+    such dict per phase trained in this call, and the final ``last_ckpt``).
+
+    Raises:
+        ConfigError: before any work when the config is wrong.
+    """
+    if cfg.phase.get("name") == "all":
+        return train_all(cfg)
+    return train_phase(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """``python train.py [overrides]``: train and return ``val/psnr`` for Hydra sweepers."""
@@ -124,7 +224,7 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    return metrics.get("val/psnr")
+    return metrics.get("val/psnr", metrics.get("refinement/val/psnr"))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pirec_lightning.models.losses import VGGWeightsUnavailable, build_vgg, reso
 from pirec_lightning.models.losses import weights as weights_module
 
 NAME = "vgg19-dcbb9e9d.pth"
+REAL_GET_DIR = torch.hub.get_dir
 
 
 @pytest.fixture(autouse=True)
@@ -64,9 +65,7 @@ def test_hub_dir_found(isolated: Path) -> None:
 
 
 def test_hub_dir_from_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.undo()  # the real torch.hub.get_dir, driven by TORCH_HOME
-    monkeypatch.setenv("PIREC_OFFLINE", "1")
-    monkeypatch.delenv("PIREC_WEIGHTS_DIR", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", REAL_GET_DIR)  # driven by TORCH_HOME
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     hub_file = _hashed(tmp_path / "torch" / "hub" / "checkpoints", b"hub")

@@ -127,7 +127,10 @@ class PhaseModule(pl.LightningModule):
             loss.to(self.device)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        make = instantiate(self.hparams.model["optimizer"])
+        config = dict(self.hparams.model["optimizer"])
+        if "betas" in config:  # `betas=[0,0.9]` from a command line gives ints, which Adam rejects
+            config["betas"] = tuple(float(b) for b in config["betas"])
+        make = instantiate(config)
         opt_g = make(params=self.generator.parameters())
         opt_d = make(params=self.discriminator.parameters())
         for group in opt_d.param_groups:
@@ -229,6 +232,10 @@ class PhaseModule(pl.LightningModule):
         self.log("val_psnr", metrics["val/psnr"], prog_bar=True, logger=False, sync_dist=True)
         self.val_metrics.reset()
         self.val_baseline_metrics.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # lets a later phase check where its weights come from
+        checkpoint["pirec_phase"] = self.name
 
     @property
     def generator_step(self) -> int:

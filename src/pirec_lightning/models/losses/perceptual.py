@@ -138,7 +138,9 @@ class PerceptualLoss(nn.Module):
         ``forward``: two ``(B, 3, H, W)`` images in ``[0, 1]`` -> scalar >= 0.
     """
 
-    def __init__(self, vgg: VGG19Features, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0, 1.0)):
+    def __init__(
+        self, vgg: VGG19Features, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0, 1.0)
+    ) -> None:
         super().__init__()
         if len(weights) != len(PERCEPTUAL_LAYERS):
             raise ValueError(
