@@ -114,3 +114,83 @@ def test_short_overfit_reduces_l1(make_cfg, tmp_path):
     assert len(l1) >= 30
     first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
     assert last < 0.6 * first, (first, last)
+
+
+def test_phase_all_runs_three_phases_and_resumes_where_interrupted(make_cfg, tmp_path):
+    from tests import helpers
+
+    run_dir = tmp_path / "all"
+    interrupt = [
+        "+callbacks.interrupt._target_=tests.helpers.InterruptAt",
+        "+callbacks.interrupt.phase=generating",
+        "+callbacks.interrupt.step=3",
+    ]
+    cfg = make_cfg("phase=all", "debug=tiny", *interrupt, output_dir=run_dir)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    assert (run_dir / "imitation" / "finished.json").is_file()
+    assert (run_dir / "generating" / "checkpoints" / "last.ckpt").is_file()  # saved at step 2
+    assert not (run_dir / "generating" / "finished.json").exists()
+    assert not (run_dir / "refinement").exists()
+
+    helpers.BATCHES.clear()
+    cfg = make_cfg(
+        "phase=all", "debug=tiny", "+callbacks.count._target_=tests.helpers.CountBatches",
+        output_dir=run_dir,
+    )
+    metrics, objects = train(cfg)
+    # imitation skipped, generating resumed at step 2 of 4, refinement from scratch
+    assert dict(helpers.BATCHES) == {"generating": 2, "refinement": 4}
+    assert set(objects["phases"]) == {"generating", "refinement"}
+    for name in ("imitation", "generating", "refinement"):
+        assert (run_dir / name / "finished.json").is_file()
+        assert (run_dir / name / "checkpoints" / "last.ckpt").is_file()
+        assert list((run_dir / name / "csv" / "samples").glob("*.png"))
+    assert "refinement/val/psnr" in metrics and "refinement/val/psnr_preliminary" in metrics
+    assert objects["last_ckpt"] == str(run_dir / "refinement" / "checkpoints" / "last.ckpt")
+
+    # the refinement checkpoint alone reconstructs, starting from the generating weights
+    from pirec_lightning.phases import RefinementPhase
+
+    refinement = RefinementPhase.load_from_checkpoint(objects["last_ckpt"])
+    generating = torch.load(
+        run_dir / "generating" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    )["state_dict"]
+    for key, value in refinement.preliminary_generator.state_dict().items():
+        assert torch.equal(value, generating[f"generator.{key}"])
+
+    # a third run finds everything finished and trains nothing
+    helpers.BATCHES.clear()
+    metrics_again, _ = train(cfg)
+    assert not helpers.BATCHES
+    assert metrics_again["refinement/val/psnr"] == pytest.approx(metrics["refinement/val/psnr"])
+
+
+def test_refinement_without_generating_checkpoint_stops(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="refinement starts from a generating checkpoint"):
+        train(make_cfg("phase=refinement", "debug=tiny"))
+
+
+def test_refinement_from_an_imitation_checkpoint_stops(make_cfg, tmp_path):
+    _, objects = train(make_cfg("phase=imitation", "debug=tiny", output_dir=tmp_path / "imi"))
+    cfg = make_cfg("phase=refinement", "debug=tiny", f"init_from={objects['last_ckpt']}")
+    with pytest.raises(ConfigError, match="comes from the imitation phase"):
+        train(cfg)
+
+
+def test_generating_from_imitation_then_resume_same_phase(make_cfg, tmp_path):
+    _, imitation = train(make_cfg("phase=imitation", "debug=tiny", output_dir=tmp_path / "imi"))
+    cfg = make_cfg(
+        "phase=generating", "debug=tiny", f"init_from={imitation['last_ckpt']}",
+        output_dir=tmp_path / "gen",
+    )
+    _, generating = train(cfg)
+    assert generating["model"].generator_step == 4
+    # ckpt_path resumes the same phase: optimizer state and step come back, training goes on
+    cfg = make_cfg(
+        "phase=generating", "debug=tiny", "trainer.max_steps=6",
+        f"ckpt_path={generating['last_ckpt']}", output_dir=tmp_path / "gen2",
+    )
+    _, resumed = train(cfg)
+    assert resumed["model"].generator_step == 6
+    assert resumed["trainer"].optimizers[0].state  # Adam state restored and used

@@ -165,11 +165,14 @@ class PhaseModule(pl.LightningModule):
             "adversarial": self.adversarial_loss(logits, True, for_discriminator=False)
             * w["adversarial"],
         }
-        if self.vgg is not None:
+        if self.vgg is not None:  # one VGG pass per image feeds both terms
+            fx, fy = self.vgg(output), self.vgg(target)
             if w["perceptual"] > 0:
-                terms["perceptual"] = self._vgg_losses["perceptual"](output, target) * w["perceptual"]
+                terms["perceptual"] = (
+                    self._vgg_losses["perceptual"].from_features(fx, fy) * w["perceptual"]
+                )
             if w["style"] > 0:
-                terms["style"] = self._vgg_losses["style"](output, target) * w["style"]
+                terms["style"] = self._vgg_losses["style"].from_features(fx, fy) * w["style"]
         terms["loss"] = torch.stack(list(terms.values())).sum()
         return terms
 

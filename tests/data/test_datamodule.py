@@ -1,0 +1,103 @@
+"""The DataModule's on-device hook: shapes, ranges, device, stage handling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pirec_lightning.data import PIRECDataModule
+
+
+@pytest.fixture(scope="module")
+def datamodule() -> PIRECDataModule:
+    dm = PIRECDataModule(image_size=32, batch_size=4, num_workers=0, limit=8)
+    dm.setup("fit")
+    return dm
+
+
+def _first_batch(dm: PIRECDataModule, loader: str = "train_dataloader") -> dict:
+    return next(iter(getattr(dm, loader)()))
+
+
+def test_loader_yields_decoded_images_only(datamodule):
+    batch = _first_batch(datamodule)
+    assert set(batch) == {"image", "index"}
+    assert batch["image"].shape == (4, 3, 32, 32)
+    assert batch["image"].dtype == torch.float32
+    assert 0 <= batch["image"].min() and batch["image"].max() <= 1
+
+
+@pytest.mark.parametrize("stage", ["fit", "validate"])
+def test_hook_makes_every_input_on_the_batch_device(datamodule, stage):
+    batch = _first_batch(datamodule)
+    made = datamodule.make_inputs(batch, stage)
+    assert made["edge"].shape == (4, 1, 32, 32)
+    assert made["mask"].shape == (4, 1, 32, 32)
+    assert made["color_domain"].shape == (4, 3, 32, 32)
+    for key in ("edge", "mask"):
+        assert set(made[key].unique().tolist()) <= {0.0, 1.0}
+    assert 0 <= made["color_domain"].min() and made["color_domain"].max() <= 1
+    assert made["edge"].sum() > 0, "emoji have edges"
+    assert all(made[k].device == batch["image"].device for k in ("edge", "mask", "color_domain"))
+
+
+def test_validation_inputs_repeat_and_training_inputs_vary(datamodule):
+    batch = _first_batch(datamodule, "val_dataloader")
+    one = datamodule.make_inputs(dict(batch), "validate")
+    two = datamodule.make_inputs(dict(batch), "validate")
+    for key in ("edge", "mask", "color_domain"):
+        assert torch.equal(one[key], two[key]), key
+    first = datamodule.make_inputs(dict(batch), "fit")
+    second = datamodule.make_inputs(dict(batch), "fit")
+    assert not torch.equal(first["mask"], second["mask"])
+
+
+def test_outputs_follow_the_phase(datamodule):
+    dm = PIRECDataModule(image_size=32, batch_size=2, num_workers=0, limit=2, outputs=("edge",))
+    dm.setup("fit")
+    made = dm.make_inputs(_first_batch(dm), "fit")
+    assert "edge" in made and "mask" not in made and "color_domain" not in made
+
+
+def test_hook_runs_through_a_trainer(datamodule, tmp_path):
+    """Lightning calls on_after_batch_transfer for the sanity check and training."""
+    import pytorch_lightning as pl
+
+    from tests.phases.conftest import TINY_LOSS, TINY_MODEL
+    from pirec_lightning.phases import GeneratingPhase
+
+    seen: list[tuple[str, tuple[str, ...]]] = []
+
+    class Spy(GeneratingPhase):
+        def training_step(self, batch, batch_idx):
+            seen.append(("fit", tuple(sorted(batch))))
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            seen.append(("validate", tuple(sorted(batch))))
+            return super().validation_step(batch, batch_idx)
+
+    trainer = pl.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(Spy(model=TINY_MODEL, loss=TINY_LOSS), datamodule=datamodule)
+    assert seen[0][0] == "validate"  # the sanity check
+    assert ("fit", ("color_domain", "edge", "image", "index")) in seen
+
+
+def test_unknown_stage_is_rejected(datamodule):
+    with pytest.raises(ValueError, match="unknown stage"):
+        datamodule.make_inputs(_first_batch(datamodule), "warmup")
+
+
+def test_missing_root_message(tmp_path):
+    dm = PIRECDataModule(root=tmp_path / "missing", image_size=32, num_workers=0)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        dm.setup("fit")

@@ -1,0 +1,53 @@
+"""The phase wires the VGG terms in when weights exist and records why when they do not."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from torchvision.models.vgg import cfgs, make_layers
+
+from pirec_lightning.phases import ImitationPhase
+
+from .conftest import TINY_MODEL, fit
+
+
+@pytest.fixture(scope="module")
+def fake_vgg(tmp_path_factory) -> str:
+    """Random VGG19 features saved the torchvision way (name carries the sha256 prefix)."""
+    torch.manual_seed(0)
+    state = {f"features.{k}": v.half() for k, v in make_layers(cfgs["E"]).state_dict().items()}
+    folder = tmp_path_factory.mktemp("vgg")
+    tmp = folder / "vgg19.tmp"
+    torch.save(state, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
+    return str(tmp.rename(folder / f"vgg19-{digest}.pth"))
+
+
+def test_vgg_terms_are_trained_and_never_checkpointed(fake_vgg, tmp_path):
+    loss = {"vgg": "imagenet", "vgg_weights": fake_vgg}
+    module = ImitationPhase(model=TINY_MODEL, loss=loss)
+    trainer = fit(module, steps=2, root=tmp_path)
+    metrics = trainer.callback_metrics
+    assert metrics["train/g_perceptual"] > 0 and metrics["train/g_style"] > 0
+    total = sum(metrics[f"train/g_{k}"] for k in ("l1", "adversarial", "perceptual", "style"))
+    assert torch.isclose(metrics["train/g_loss"], total)
+    assert module.hparams.vgg_status == "imagenet"
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    assert not any("vgg" in k for k in state)
+    assert ImitationPhase.load_from_checkpoint(path).hparams.vgg_status == "imagenet"
+
+
+def test_auto_without_weights_trains_without_vgg_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIREC_OFFLINE", "1")
+    monkeypatch.setenv("PIREC_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    module = ImitationPhase(model=TINY_MODEL, loss={"vgg": "auto"})
+    with pytest.warns(RuntimeWarning, match="WITHOUT perceptual and style"):
+        trainer = fit(module, steps=1, root=tmp_path)
+    assert "train/g_perceptual" not in trainer.callback_metrics
+    assert module.hparams.vgg_status.startswith("off:")
+    assert "vgg19-dcbb9e9d.pth" in module.hparams.vgg_status
