@@ -48,7 +48,9 @@ def test_tiny_run_via_command_line_writes_checkpoint_and_grid(tmp_path):
     assert grids, f"no sample grid in {run_dir}"
     # the checkpoint rebuilds its own module, weights included
     model = ImitationPhase.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     for key, value in model.generator.state_dict().items():
         assert torch.equal(value, state["state_dict"][f"generator.{key}"])
     assert not any(k.startswith(("_vgg", "vgg")) for k in state["state_dict"])
@@ -109,7 +111,8 @@ def test_short_overfit_reduces_l1(make_cfg, tmp_path):
         output_dir=tmp_path / "overfit",
     )
     train(cfg)
-    rows = list(csv.DictReader(open(tmp_path / "overfit" / "csv" / "metrics.csv")))
+    with open(tmp_path / "overfit" / "csv" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
     l1 = [float(r["train/g_l1"]) for r in rows if r.get("train/g_l1")]
     assert len(l1) >= 30
     first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
@@ -135,7 +138,9 @@ def test_phase_all_runs_three_phases_and_resumes_where_interrupted(make_cfg, tmp
 
     helpers.BATCHES.clear()
     cfg = make_cfg(
-        "phase=all", "debug=tiny", "+callbacks.count._target_=tests.helpers.CountBatches",
+        "phase=all",
+        "debug=tiny",
+        "+callbacks.count._target_=tests.helpers.CountBatches",
         output_dir=run_dir,
     )
     metrics, objects = train(cfg)
@@ -181,15 +186,20 @@ def test_refinement_from_an_imitation_checkpoint_stops(make_cfg, tmp_path):
 def test_generating_from_imitation_then_resume_same_phase(make_cfg, tmp_path):
     _, imitation = train(make_cfg("phase=imitation", "debug=tiny", output_dir=tmp_path / "imi"))
     cfg = make_cfg(
-        "phase=generating", "debug=tiny", f"init_from={imitation['last_ckpt']}",
+        "phase=generating",
+        "debug=tiny",
+        f"init_from={imitation['last_ckpt']}",
         output_dir=tmp_path / "gen",
     )
     _, generating = train(cfg)
     assert generating["model"].generator_step == 4
     # ckpt_path resumes the same phase: optimizer state and step come back, training goes on
     cfg = make_cfg(
-        "phase=generating", "debug=tiny", "trainer.max_steps=6",
-        f"ckpt_path={generating['last_ckpt']}", output_dir=tmp_path / "gen2",
+        "phase=generating",
+        "debug=tiny",
+        "trainer.max_steps=6",
+        f"ckpt_path={generating['last_ckpt']}",
+        output_dir=tmp_path / "gen2",
     )
     _, resumed = train(cfg)
     assert resumed["model"].generator_step == 6

@@ -24,7 +24,7 @@ def test_loader_yields_decoded_images_only(datamodule):
     assert set(batch) == {"image", "index"}
     assert batch["image"].shape == (4, 3, 32, 32)
     assert batch["image"].dtype == torch.float32
-    assert 0 <= batch["image"].min() and batch["image"].max() <= 1
+    assert batch["image"].min() >= 0 and batch["image"].max() <= 1
 
 
 @pytest.mark.parametrize("stage", ["fit", "validate"])
@@ -36,7 +36,7 @@ def test_hook_makes_every_input_on_the_batch_device(datamodule, stage):
     assert made["color_domain"].shape == (4, 3, 32, 32)
     for key in ("edge", "mask"):
         assert set(made[key].unique().tolist()) <= {0.0, 1.0}
-    assert 0 <= made["color_domain"].min() and made["color_domain"].max() <= 1
+    assert made["color_domain"].min() >= 0 and made["color_domain"].max() <= 1
     assert made["edge"].sum() > 0, "emoji have edges"
     assert all(made[k].device == batch["image"].device for k in ("edge", "mask", "color_domain"))
 
@@ -63,8 +63,8 @@ def test_hook_runs_through_a_trainer(datamodule, tmp_path):
     """Lightning calls on_after_batch_transfer for the sanity check and training."""
     import pytorch_lightning as pl
 
-    from tests.phases.conftest import TINY_LOSS, TINY_MODEL
     from pirec_lightning.phases import GeneratingPhase
+    from tests.phases.conftest import TINY_LOSS, TINY_MODEL
 
     seen: list[tuple[str, tuple[str, ...]]] = []
 

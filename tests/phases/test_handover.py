@@ -74,7 +74,12 @@ def test_refinement_gets_generating_weights_twice_and_keeps_preliminary_frozen(t
     changed = refinement.generator.state_dict()
     assert any(not torch.equal(changed[k], trainable[k]) for k in trainable)
     # the frozen generator is in no optimizer
-    optimized = {id(p) for opt in refinement.configure_optimizers() for g in opt.param_groups for p in g["params"]}
+    optimized = {
+        id(p)
+        for opt in refinement.configure_optimizers()
+        for g in opt.param_groups
+        for p in g["params"]
+    }
     assert not optimized & {id(p) for p in refinement.preliminary_generator.parameters()}
 
     # the refinement checkpoint alone runs the two-stage reconstruction
@@ -83,10 +88,12 @@ def test_refinement_gets_generating_weights_twice_and_keeps_preliminary_frozen(t
     loaded = RefinementPhase.load_from_checkpoint(ckpt).eval()
     with torch.no_grad():
         output = loaded.reconstruct(dict(batch))
-        preliminary = loaded.preliminary_generator(torch.cat([batch["color_domain"], batch["edge"]], 1))
+        preliminary = loaded.preliminary_generator(
+            torch.cat([batch["color_domain"], batch["edge"]], 1)
+        )
         expected_out = loaded.generator(torch.cat([preliminary, batch["edge"]], 1))
     assert output.shape == batch["image"].shape
-    assert 0 <= output.min() and output.max() <= 1
+    assert output.min() >= 0 and output.max() <= 1
     assert torch.allclose(output, expected_out)
 
 

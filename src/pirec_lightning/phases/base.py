@@ -222,7 +222,9 @@ class PhaseModule(pl.LightningModule):
         if batch_idx == 0 and self.trainer is not None and self.trainer.is_global_zero:
             columns = self.grid_tensors(batch, output)
             grid = sample_grid(columns, int(self.hparams.num_samples))
-            log_sample_grid(self.trainer, grid, tag=f"{self.name}/samples", step=self.generator_step)
+            log_sample_grid(
+                self.trainer, grid, tag=f"{self.name}/samples", step=self.generator_step
+            )
 
     def grid_tensors(self, batch: dict[str, Tensor], output: Tensor) -> list[Tensor]:
         """Columns of the sample grid, matching ``grid_columns``."""

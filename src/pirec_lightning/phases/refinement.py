@@ -52,7 +52,13 @@ class RefinementPhase(PhaseModule):
         return batch["color_domain"]
 
     def grid_tensors(self, batch: dict[str, Tensor], output: Tensor) -> list[Tensor]:
-        return [batch["edge"], batch["color_domain"], self.preliminary(batch), output, batch["image"]]
+        return [
+            batch["edge"],
+            batch["color_domain"],
+            self.preliminary(batch),
+            output,
+            batch["image"],
+        ]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.val_preliminary_metrics.update(self.preliminary(batch).clamp(0, 1), batch["image"])
