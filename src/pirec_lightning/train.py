@@ -17,7 +17,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pirec_lightning.config import ConfigError, config_dir, validate_config
@@ -39,12 +39,11 @@ def build_datamodule(cfg: DictConfig) -> PIRECDataModule:
 def build_phase(cfg: DictConfig, **overrides: Any) -> PhaseModule:
     """The phase LightningModule of ``cfg.phase`` with networks from ``cfg.model`` and loss
     weights from ``cfg.loss``; buildable without a Trainer."""
-    return instantiate(
-        cfg.phase.module,
-        model=_container(cfg.model),
-        loss=_container(cfg.loss),
-        _convert_="all",
-        **overrides,
+    options = _container(cfg.phase.module)
+    phase_class = get_class(options.pop("_target_"))
+    # plain dicts, so the module saves them as hyperparameters and rebuilds from a checkpoint
+    return phase_class(
+        model=_container(cfg.model), loss=_container(cfg.loss), **options, **overrides
     )
 
 
@@ -128,7 +127,11 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, steps_per_batch, callbacks, loggers)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with warnings.catch_warnings():
+        # saving the post-step weights every N steps is what we want with manual optimization
+        warnings.filterwarnings("ignore", "Using ModelCheckpoint with manual optimization")
+        # Ctrl-C: Lightning shuts down gracefully and exits; `last.ckpt` holds the last save
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     checkpoint = trainer.checkpoint_callback
@@ -191,8 +194,6 @@ def train_all(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 stage.init_from = previous
             stage_metrics, stage_objects = train_phase(stage)
             objects["phases"][name] = stage_objects
-            if stage_objects["trainer"].interrupted:
-                raise KeyboardInterrupt(f"phase {name} was interrupted; re-run to resume it")
             done.write_text(json.dumps({"phase": name, "metrics": stage_metrics}, indent=2))
         metrics.update({f"{name}/{k}": v for k, v in stage_metrics.items()})
         previous = str(last)

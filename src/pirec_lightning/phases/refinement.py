@@ -61,7 +61,9 @@ class RefinementPhase(PhaseModule):
         ]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.val_preliminary_metrics.update(self.preliminary(batch).clamp(0, 1), batch["image"])
+        self.val_preliminary_metrics.update(
+            self.preliminary(batch).clamp(0, 1).contiguous(), batch["image"].contiguous()
+        )
         super().validation_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:

