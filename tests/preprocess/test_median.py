@@ -103,9 +103,14 @@ def test_per_sample_kernel_equals_each_alone(
 def test_methods_agree_and_match_sorting(
     device: torch.device, dtype: torch.dtype, reference_median
 ) -> None:
-    """Odd shapes, any channel count, windows larger than the image."""
+    """Odd shapes, any channel count, windows larger than the image, k * k > 2048."""
     generator = torch.Generator().manual_seed(0)
-    for channels, height, width, size in [(1, 7, 5, 3), (2, 4, 9, 15), (5, 13, 6, 7)]:
+    for channels, height, width, size in [
+        (1, 7, 5, 3),
+        (2, 4, 9, 15),
+        (5, 13, 6, 7),
+        (1, 40, 36, 47),
+    ]:
         levels = torch.randint(0, 256, (3, channels, height, width), generator=generator)
         images = (levels / 255).to(device=device, dtype=dtype)
         expected = reference_median(images.cpu().double(), size)

@@ -8,7 +8,8 @@ Two exact implementations share one entry point, :func:`median_blur`:
     the indicator ``x <= v`` are one separable box filter, computed as two batched matrix
     products with per-sample band matrices that hold the replicated border; the matrices are
     dense, so time and memory do not depend on the kernel size, and a per-sample kernel size is
-    just a per-sample matrix. Counts are small integers, exact in float16 (k <= 45) and float32.
+    just a per-sample matrix. Counts are small integers: exact in float16 (used on CUDA for
+    k <= 45) and float32, also under TF32 or bfloat16 matmul settings for k <= 255.
 ``"opencv"`` (CPU)
     ``cv2.medianBlur`` per image and channel on a thread pool (OpenCV releases the GIL).
 """
@@ -135,7 +136,7 @@ def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
     batch, channels, height, width = levels.shape
     if levels.numel() == 0 or not bool((radius > 0).any()):
         return levels.long()
-    low, high = int(levels.min()), int(levels.max())
+    low, high = (int(v) for v in torch.aminmax(levels))
     largest = 2 * int(radius.max()) + 1
     on_gpu = levels.device.type == "cuda"
     dtype = torch.float16 if on_gpu and largest**2 <= _FLOAT16_EXACT else torch.float32
