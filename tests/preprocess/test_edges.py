@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 import skimage.data
 import torch
 import torch.nn.functional as F
@@ -138,12 +139,28 @@ def test_module_equals_function():
 def test_hysteresis_follows_long_chains():
     weak = torch.zeros(1, 1, 40, 40, dtype=torch.bool)
     weak[0, 0, 5, 1:39] = True  # 38-pixel weak line, strong only at its left end
-    weak[0, 0, 20, 1:39] = True  # a disconnected weak line with no strong pixel
+    weak[0, 0, 5:35, 38] = True  # turning down into a second leg
+    weak[0, 0, 20, 1:30] = True  # a disconnected weak line with no strong pixel
     strong = torch.zeros_like(weak)
     strong[0, 0, 5, 1] = True
     out = hysteresis(weak, strong)
-    assert out[0, 0, 5, 1:39].all() and not out[0, 0, 20].any()
-    assert not hysteresis(weak, strong, max_iterations=4)[0, 0, 5, 10:].any()
+    assert out[0, 0, 5, 1:39].all() and out[0, 0, 5:35, 38].all() and not out[0, 0, 20, :30].any()
+
+
+@pytest.mark.parametrize("density", [0.3, 0.5, 0.6])
+def test_hysteresis_equals_connected_components(density):
+    g = torch.Generator().manual_seed(0)
+    weak = torch.rand(4, 1, 48, 48, generator=g) < density
+    weak[..., 0, :] = weak[..., -1, :] = weak[..., :, 0] = weak[..., :, -1] = False
+    strong = weak & (torch.rand(weak.shape, generator=g) < 0.01)
+    expected = np.zeros(weak.shape, dtype=bool)
+    for b in range(weak.shape[0]):
+        labels, count = ndi.label(weak[b, 0].numpy(), np.ones((3, 3)))
+        good = np.zeros(count + 1, dtype=bool)
+        good[np.unique(labels[strong[b, 0].numpy()])] = True
+        good[0] = False
+        expected[b, 0] = good[labels]
+    assert np.array_equal(hysteresis(weak, strong).numpy(), expected)
 
 
 def test_errors():

@@ -13,11 +13,13 @@ on whole batches on the device with a different ``sigma`` per sample:
 4. non-maximum suppression with bilinear interpolation between the two neighbours in the
    gradient direction (a vectorised port of ``_nonmaximum_suppression_bilinear``), border zeroed;
 5. hysteresis: skimage keeps the 8-connected components of the weak mask that contain a strong
-   pixel; here strong pixels grow by 3x3 dilation inside the weak mask until nothing changes.
+   pixel; here too, with components labelled on the sparse graph of weak pixels (see
+   :func:`hysteresis`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,7 +33,6 @@ __all__ = ["CannyEdges", "canny_edges"]
 
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 TRUNCATE = 4.0
-_CHECK_EVERY = 4
 
 
 def _check_images(images: Tensor) -> None:
@@ -94,7 +95,8 @@ def gaussian_matrix(sigma: Tensor, size: int, dtype: torch.dtype | None = None) 
     radius = torch.floor(TRUNCATE * sig + 0.5)
     # One 1D profile per sample (B, size), then gathered by |i - j| into the banded matrix.
     profile = torch.exp(-0.5 * offsets.to(dtype).square() / sig.square()) * (offsets <= radius)
-    weight = profile[:, (offsets[:, None] - offsets[None, :]).abs()]
+    distance = (offsets[:, None] - offsets[None, :]).abs().flatten()
+    weight = profile.index_select(1, distance).view(-1, size, size)
     return weight / weight.sum(-1, keepdim=True)
 
 
@@ -111,84 +113,108 @@ def _gradients(smoothed: Tensor) -> tuple[Tensor, Tensor]:
     return isobel, jsobel
 
 
-def _nonmaximum_suppression(isobel: Tensor, jsobel: Tensor, magnitude: Tensor) -> Tensor:
-    """Keep interior pixels that are maxima along the (interpolated) gradient direction.
+def _neighbour_offsets(width: int, device: torch.device) -> Tensor:
+    """Flat-index offsets of the 8 neighbours, row by row: (-1,-1) (-1,0) (-1,1) (0,-1) (0,1) ..."""
+    return torch.tensor(
+        [-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1], device=device
+    )
 
-    Returns a bool mask of the interior pixels (B, 1, H - 2, W - 2).
+
+def _nonmaximum_suppression(
+    nodes: Tensor, isobel: Tensor, jsobel: Tensor, magnitude: Tensor, width: int
+) -> Tensor:
+    """Which candidate pixels are maxima along the (interpolated) gradient direction.
+
+    A vectorised ``_nonmaximum_suppression_bilinear`` of skimage, evaluated only at ``nodes``.
+
+    Args:
+        nodes: (n,) flat indices of candidate pixels, none on the image border.
+        isobel, jsobel, magnitude: flat (B * H * W,) gradient along rows, along columns, and norm.
+        width: W, to step between rows.
+
+    Returns:
+        (n,) bool.
     """
-    gi = isobel[..., 1:-1, 1:-1]
-    gj = jsobel[..., 1:-1, 1:-1]
-    m = magnitude[..., 1:-1, 1:-1]
-
-    def shifted(di: int, dj: int) -> Tensor:
-        h, w = magnitude.shape[-2:]
-        return magnitude[..., 1 + di : h - 1 + di, 1 + dj : w - 1 + dj]
-
+    gi, gj, m = (t.index_select(0, nodes) for t in (isobel, jsobel, magnitude))
     ai, aj = gi.abs(), gj.abs()
     # Same sign (with 0 counted as negative) -> the normal points along the main diagonal.
     same_sign = (gi > 0) == (gj > 0)
     # Vertical-dominant: skimage breaks the |gi| == |gj| tie differently for the two diagonals.
     vertical = torch.where(same_sign, ai > aj, ai >= aj)
     w = torch.minimum(ai, aj) / torch.maximum(ai, aj).clamp_min(torch.finfo(m.dtype).tiny)
-
-    down, up, right, left = shifted(1, 0), shifted(-1, 0), shifted(0, 1), shifted(0, -1)
-    n1_1 = torch.where(vertical, torch.where(same_sign, down, up), right)
-    n2_1 = torch.where(vertical, torch.where(same_sign, up, down), left)
-    n1_2 = torch.where(same_sign, shifted(1, 1), shifted(-1, 1))
-    n2_2 = torch.where(same_sign, shifted(-1, -1), shifted(1, -1))
+    # Interpolate between the axis neighbour (side 1) and the diagonal one (side 2), on both sides.
+    row = torch.where(same_sign, width, -width)
+    axis = torch.where(vertical, row, 1)
+    diagonal = row + 1
     one_minus_w = 1.0 - w
-    return (n1_2 * w + n1_1 * one_minus_w <= m) & (n2_2 * w + n2_1 * one_minus_w <= m)
+    keep = torch.ones_like(same_sign)
+    for sign in (1, -1):
+        near = magnitude.index_select(0, nodes + sign * axis)
+        far = magnitude.index_select(0, nodes + sign * diagonal)
+        keep &= far * w + near * one_minus_w <= m
+    return keep
 
 
-def _dilate3x3(mask: Tensor) -> Tensor:
-    """3x3 binary dilation of a bool (..., H, W) tensor as two separable passes of shifted ORs.
-
-    Much cheaper than ``max_pool2d`` on CPU and exact for bool masks.
-    """
-    rows = mask.clone()
-    rows[..., 1:] |= mask[..., :-1]
-    rows[..., :-1] |= mask[..., 1:]
-    out = rows.clone()
-    out[..., 1:, :] |= rows[..., :-1, :]
-    out[..., :-1, :] |= rows[..., 1:, :]
-    return out
-
-
-def hysteresis(weak: Tensor, strong: Tensor, max_iterations: int | None = None) -> Tensor:
+def hysteresis(weak: Tensor, strong: Tensor) -> Tensor:
     r"""Keep the 8-connected components of ``weak`` that contain a ``strong`` pixel.
 
-    Strong pixels grow by 3x3 dilation restricted to ``weak`` until no sample changes (checked every
-    few steps; converged samples leave the working set), which equals the connected-component
-    labelling of skimage once converged.
+    skimage labels the components with ``scipy.ndimage.label``; growing the strong pixels by
+    dilation instead needs as many steps as the longest weak chain (hundreds on real images).
+    Here the components are labelled on the sparse graph of weak pixels only, by min-label
+    propagation with root hooking and pointer jumping (Shiloach-Vishkin style), which converges in
+    a few rounds of gathers and one scatter each, on any device.
 
     Args:
-        weak: (B, 1, H, W) bool, candidate edge pixels.
-        strong: (B, 1, H, W) bool, seed pixels (a subset of ``weak``).
-        max_iterations: bound on dilation steps (default ``H * W``, i.e. always converge).
+        weak: (B, 1, H, W) bool, candidate edge pixels; the one-pixel image border must be False
+            (Canny zeroes it), so that no 8-neighbour of a weak pixel leaves its image.
+        strong: (B, 1, H, W) bool, seed pixels.
 
     Returns:
         (B, 1, H, W) bool.
 
-    >>> weak = torch.zeros(1, 1, 5, 5, dtype=torch.bool); weak[0, 0, 2] = True
-    >>> strong = torch.zeros_like(weak); strong[0, 0, 2, 0] = True
+    >>> weak = torch.zeros(1, 1, 5, 7, dtype=torch.bool); weak[0, 0, 2, 1:6] = True
+    >>> strong = torch.zeros_like(weak); strong[0, 0, 2, 1] = True
     >>> hysteresis(weak, strong).sum().item()
     5
     """
-    if max_iterations is None:
-        max_iterations = weak.shape[-2] * weak.shape[-1]
-    edges = strong & weak
-    # Only samples with weak-but-not-strong pixels can change.
-    active = torch.nonzero((weak & ~strong).flatten(1).any(1)).flatten()
-    steps = 0
-    while active.numel() > 0 and steps < max_iterations:
-        current, allowed = edges[active], weak[active]
-        before = current
-        for _ in range(min(_CHECK_EVERY, max_iterations - steps)):
-            current = _dilate3x3(current) & allowed
-        steps += _CHECK_EVERY
-        edges[active] = current
-        active = active[(current != before).flatten(1).any(1)]
-    return edges > 0
+    flat = weak.flatten()
+    nodes = torch.nonzero(flat).flatten()
+    connected = _connected_to_strong(
+        nodes, strong.flatten().index_select(0, nodes), flat.numel(), weak.shape[-1]
+    )
+    return torch.zeros_like(flat).scatter_(0, nodes, connected).view_as(weak)
+
+
+def _connected_to_strong(nodes: Tensor, strong: Tensor, size: int, width: int) -> Tensor:
+    """For each node (a flat pixel index, not on the border), whether its 8-connected component
+    among ``nodes`` holds a ``strong`` node. ``nodes`` must be sorted; ``size`` = B * H * W."""
+    n = nodes.numel()
+    if n == 0:
+        return strong
+    # index_select / scatter rather than advanced indexing: several times faster on CPU.
+    # Position of every pixel in ``nodes``; other pixels point to the sentinel node n.
+    position = torch.full((size,), n, dtype=torch.int64, device=nodes.device)
+    position.scatter_(0, nodes, torch.arange(n, device=nodes.device))
+    offsets = _neighbour_offsets(width, nodes.device)
+    neighbours = position.index_select(0, (offsets[:, None] + nodes).flatten())  # 8 rows of n
+
+    # labels[i] is a node of i's component with an index <= i; the sentinel keeps label n.
+    labels = torch.arange(n + 1, device=nodes.device)
+    while True:
+        around = labels.index_select(0, neighbours).view(8, n).unbind(0)
+        smallest = functools.reduce(torch.minimum, around, labels[:n])
+        # Hook: the node i points to adopts the smaller label too, so whole trees merge.
+        hooked = labels.scatter_reduce(0, labels[:n], smallest, "amin")
+        hooked[:n] = torch.minimum(hooked[:n], smallest)
+        hooked = hooked.index_select(0, hooked)  # pointer jumping, twice
+        hooked = hooked.index_select(0, hooked)
+        if torch.equal(hooked, labels):
+            break
+        labels = hooked
+    labels = labels[:n]
+    has_strong = torch.zeros(n, dtype=torch.bool, device=nodes.device)
+    has_strong.index_fill_(0, labels[strong], True)
+    return has_strong.index_select(0, labels)
 
 
 def canny_edges(
@@ -242,12 +268,23 @@ def canny_edges(
     isobel, jsobel = _gradients(smoothed)
     magnitude = torch.sqrt(isobel.square() + jsobel.square())
     # skimage nudges a zero low threshold so that flat (zero-gradient) pixels are never edges.
-    low = low if low > 0 else 1e-14
-    interior = magnitude[..., 1:-1, 1:-1]
-    weak = _nonmaximum_suppression(isobel, jsobel, magnitude) & (interior >= low)
-    strong = weak & (interior >= high)
-    edges = hysteresis(F.pad(weak, (1, 1, 1, 1)), F.pad(strong, (1, 1, 1, 1)))
-    return edges.to(out_dtype)
+    candidates = magnitude >= (low if low > 0 else 1e-14)
+    for border in (
+        candidates[..., 0, :],
+        candidates[..., -1, :],
+        candidates[..., 0],
+        candidates[..., -1],
+    ):
+        border.fill_(False)  # skimage's eroded mask
+    # Non-maximum suppression and hysteresis only touch the few pixels above the low threshold.
+    nodes = torch.nonzero(candidates.flatten()).flatten()
+    magnitude = magnitude.flatten()
+    weak = _nonmaximum_suppression(nodes, isobel.flatten(), jsobel.flatten(), magnitude, width)
+    nodes = nodes[weak]
+    strong = magnitude.index_select(0, nodes) >= high
+    edges = torch.zeros(magnitude.shape, dtype=out_dtype, device=magnitude.device)
+    connected = _connected_to_strong(nodes, strong, magnitude.numel(), width)
+    return edges.scatter_(0, nodes, connected.to(out_dtype)).view(batch, 1, height, width)
 
 
 class CannyEdges(nn.Module):

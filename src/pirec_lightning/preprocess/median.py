@@ -71,7 +71,10 @@ def median_blur(images: Tensor, kernel_size: int | Tensor, method: str = "auto")
         blurred = _opencv_median(levels, kernel).to(images.device)
     else:
         blurred = median_levels(levels, kernel.to(images.device) // 2)
-    return blurred.to(images.dtype) / 255
+    # A table of level / 255 made on the CPU: CUDA divides by a scalar through its reciprocal,
+    # which would put some values one ulp off the CPU's (and off the 8-bit grid).
+    table = torch.arange(256, dtype=images.dtype).div_(255).to(images.device)
+    return table[blurred.long()]
 
 
 class MedianBlur(nn.Module):
