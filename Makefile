@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # extra Hydra overrides for `make train`, e.g. make train ARGS="trainer=gpu data.root=~/images"
 ARGS ?=
+# what `make train` trains when ARGS does not say otherwise
+EXPERIMENT ?= quickstart
 # extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k median -x"
 PYTEST_ARGS ?=
 
@@ -22,8 +24,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its dev tools (editable)
 
-train: $(STAMP) ## train PI-REC on the embedded emoji (outputs/ holds checkpoints and grids)
-	$(BIN)/python train.py $(ARGS)
+train: $(STAMP) ## train all three phases on the embedded emoji (experiment=quickstart; ~30 min on CPU)
+	$(BIN)/python train.py experiment=$(EXPERIMENT) $(ARGS)
 
 train-tiny: $(STAMP) ## a seconds-long CPU run of the imitation phase (debug=tiny)
 	$(BIN)/python train.py debug=tiny $(ARGS)

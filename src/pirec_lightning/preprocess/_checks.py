@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -83,3 +86,16 @@ def _show(values: Tensor) -> str:
     """The values of a small tensor for an error message (an int when all are equal)."""
     unique = values.unique().tolist()
     return str(unique[0]) if len(unique) == 1 else str(values.tolist())
+
+
+@contextmanager
+def exact_matmul(device_type: str) -> Iterator[None]:
+    """Full float32 matmuls (no TF32, no autocast) inside: edges sit on thresholds of the
+    smoothed image and K-means assignments on distance comparisons."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(previous)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ._checks import check_images, per_sample
 from .kmeans import kmeans_colors
-from .median import median_blur, median_levels
+from .median import median_blur, median_of_levels
 
 
 def color_domain(
@@ -17,6 +17,7 @@ def color_domain(
     second_median_kernel: int | Tensor,
     *,
     generator: torch.Generator | None = None,
+    method: str = "auto",
 ) -> Tensor:
     r"""Make PI-REC's color-domain image: median blur -> K-means colors -> median blur.
 
@@ -33,6 +34,8 @@ def color_domain(
         second_median_kernel: second median's odd kernel size (PI-REC: 1, 3 or 5), an int or
             a (B,) integer tensor.
         generator: random generator on the images' device, for reproducible K-means.
+        method: median method, as in :func:`median_blur` (``"auto"``: OpenCV on the CPU, the
+            batched histogram method elsewhere); both are exact.
 
     Returns:
         (B, 3, H, W) in [0, 1], same dtype as ``images``.
@@ -47,14 +50,14 @@ def color_domain(
     per_sample(median_kernel, batch, name="median_kernel", odd=True)
     per_sample(k, batch, name="k")
     second = per_sample(second_median_kernel, batch, name="second_median_kernel", odd=True)
-    blurred = median_blur(images, median_kernel)
+    blurred = median_blur(images, median_kernel, method)
     labels, colors = kmeans_colors(blurred, k, generator=generator)  # (B, H, W), (B, K, 3)
     # Ranking is monotone, so the median of the ranks is the rank of the median color.
     values, order = colors.sort(dim=1)
     ranks = order.argsort(dim=1)  # (B, K, 3): rank of each cluster's color, per channel
     pixels = labels.reshape(batch, height * width, 1).expand(-1, -1, 3)
     levels = ranks.gather(1, pixels).transpose(1, 2).reshape(batch, 3, height, width)
-    median = median_levels(levels, second.to(images.device) // 2)
+    median = median_of_levels(levels, second, method)
     median = median.reshape(batch, 3, height * width).transpose(1, 2)
     smooth = values.gather(1, median).transpose(1, 2).reshape(batch, 3, height, width)
     return smooth.to(images.dtype)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pirec_lightning.preprocess._checks import check_images
+from pirec_lightning.preprocess._checks import check_images, exact_matmul
 
 __all__ = ["CannyEdges", "canny_edges"]
 
@@ -57,18 +57,6 @@ def _per_sample(
             f"{name} must be a float or a ({batch},) tensor, got shape {tuple(value.shape)}"
         )
     return value
-
-
-@contextmanager
-def _exact_matmul(device_type: str) -> Iterator[None]:
-    """Full float32 matmuls (no TF32, no autocast): edges sit on thresholds of the smoothed image."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        with torch.autocast(device_type, enabled=False):
-            yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def gaussian_matrix(sigma: Tensor, size: int, dtype: torch.dtype | None = None) -> Tensor:
@@ -262,7 +250,7 @@ def canny_edges(
         grey = images[:, 0]
     rows = gaussian_matrix(sigma, height)
     cols = rows if width == height else gaussian_matrix(sigma, width)
-    with _exact_matmul(images.device.type):
+    with exact_matmul(images.device.type):
         smoothed = torch.matmul(torch.matmul(rows, grey), cols.transpose(1, 2)).unsqueeze(1)
 
     isobel, jsobel = _gradients(smoothed)

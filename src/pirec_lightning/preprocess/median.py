@@ -65,12 +65,7 @@ def median_blur(images: Tensor, kernel_size: int | Tensor, method: str = "auto")
     check_images(images)
     kernel = per_sample(kernel_size, images.shape[0], name="kernel_size", odd=True)
     levels = quantize(images)
-    if method == "auto":
-        method = "opencv" if images.device.type == "cpu" and _cv2() is not None else "histogram"
-    if method == "opencv":
-        blurred = _opencv_median(levels, kernel).to(images.device)
-    else:
-        blurred = median_levels(levels, kernel.to(images.device) // 2)
+    blurred = median_of_levels(levels, kernel, method)
     # A table of level / 255 made on the CPU: CUDA divides by a scalar through its reciprocal,
     # which would put some values one ulp off the CPU's (and off the 8-bit grid).
     table = torch.arange(256, dtype=images.dtype).div_(255).to(images.device)
@@ -113,6 +108,24 @@ class MedianBlur(nn.Module):
 def quantize(images: Tensor) -> Tensor:
     """Map [0, 1] images to their nearest of 256 levels: (B, C, H, W) int16 in [0, 255]."""
     return (images * 255).round_().clamp_(0, 255).to(torch.int16)
+
+
+def median_of_levels(levels: Tensor, kernel: Tensor, method: str = "auto") -> Tensor:
+    """Exact median of integer levels in [0, 255] with per-sample odd ``kernel`` sizes.
+
+    ``method`` as in :func:`median_blur`: ``"auto"`` runs OpenCV on the CPU (when installed)
+    and the batched histogram method elsewhere.
+
+    Returns:
+        (B, C, H, W) int64 on the levels' device.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "auto":
+        method = "opencv" if levels.device.type == "cpu" and _cv2() is not None else "histogram"
+    if method == "opencv":
+        return _opencv_median(levels, kernel.cpu()).to(levels.device).long()
+    return median_levels(levels, kernel.to(levels.device) // 2)
 
 
 def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
