@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # extra Hydra overrides for `make train`, e.g. make train ARGS="trainer=gpu data.root=~/images"
 ARGS ?=
-# what `make train` trains when ARGS does not say otherwise
+# the experiment `make train` runs; EXPERIMENT= (empty) trains conf/train.yaml's defaults
 EXPERIMENT ?= quickstart
 # extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k median -x"
 PYTEST_ARGS ?=
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the package with its dev tools (editable)
 
 train: $(STAMP) ## train all three phases on the embedded emoji (experiment=quickstart; ~30 min on CPU)
-	$(BIN)/python train.py experiment=$(EXPERIMENT) $(ARGS)
+	$(BIN)/python train.py $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) $(ARGS)
 
 train-tiny: $(STAMP) ## a seconds-long CPU run of the imitation phase (debug=tiny)
 	$(BIN)/python train.py debug=tiny $(ARGS)

@@ -111,7 +111,8 @@ def test_short_overfit_reduces_l1(make_cfg, tmp_path):
         output_dir=tmp_path / "overfit",
     )
     train(cfg)
-    with open(tmp_path / "overfit" / "csv" / "metrics.csv") as file:
+    (metrics_file,) = (tmp_path / "overfit" / "csv").rglob("metrics.csv")
+    with open(metrics_file) as file:
         rows = list(csv.DictReader(file))
     l1 = [float(r["train/g_l1"]) for r in rows if r.get("train/g_l1")]
     assert len(l1) >= 30
@@ -150,7 +151,7 @@ def test_phase_all_runs_three_phases_and_resumes_where_interrupted(make_cfg, tmp
     for name in ("imitation", "generating", "refinement"):
         assert (run_dir / name / "finished.json").is_file()
         assert (run_dir / name / "checkpoints" / "last.ckpt").is_file()
-        assert list((run_dir / name / "csv" / "samples").glob("*.png"))
+        assert list((run_dir / name / "csv").rglob("samples/*.png"))
     assert "refinement/val/psnr" in metrics and "refinement/val/psnr_preliminary" in metrics
     assert objects["last_ckpt"] == str(run_dir / "refinement" / "checkpoints" / "last.ckpt")
 
@@ -193,6 +194,10 @@ def test_generating_from_imitation_then_resume_same_phase(make_cfg, tmp_path):
     )
     _, generating = train(cfg)
     assert generating["model"].generator_step == 4
+    # the hand-over carried weights only: Adam counted this phase's 4 steps, not 4 + 4
+    adam = generating["trainer"].optimizers[0]
+    assert all(int(state["step"]) == 4 for state in adam.state.values())
+    assert generating["trainer"].global_step == 8  # this phase's generator + discriminator steps
     # ckpt_path resumes the same phase: optimizer state and step come back, training goes on
     cfg = make_cfg(
         "phase=generating",
@@ -203,4 +208,55 @@ def test_generating_from_imitation_then_resume_same_phase(make_cfg, tmp_path):
     )
     _, resumed = train(cfg)
     assert resumed["model"].generator_step == 6
-    assert resumed["trainer"].optimizers[0].state  # Adam state restored and used
+    adam = resumed["trainer"].optimizers[0]  # Adam state restored and used: 4 + 2 steps
+    assert all(int(state["step"]) == 6 for state in adam.state.values())
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_other_loggers_record_metrics_and_grids(make_cfg, tmp_path, logger, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run_dir = tmp_path / "run"
+    metrics, objects = train(make_cfg("debug=tiny", f"logger={logger}", output_dir=run_dir))
+    assert "val/psnr" in metrics
+    if logger == "tensorboard":
+        events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+        assert events
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        accumulator = EventAccumulator(str(events[0].parent))
+        accumulator.Reload()
+        assert "val/psnr" in accumulator.Tags()["scalars"]
+        assert "imitation/samples" in accumulator.Tags()["images"]
+    else:
+        runs = list(run_dir.rglob("offline-run-*"))
+        assert runs, "wandb wrote no offline run"
+        assert list(runs[0].rglob("*.wandb"))
+        objects["loggers"][0].experiment.finish()
+
+
+def test_last_checkpoint_holds_the_final_step(make_cfg, tmp_path):
+    """max_steps not a multiple of the save interval: last.ckpt still ends at max_steps."""
+    cfg = make_cfg("debug=tiny", "trainer.max_steps=5", output_dir=tmp_path / "run")
+    _, objects = train(cfg)
+    state = torch.load(objects["last_ckpt"], map_location="cpu", weights_only=True)
+    assert state["global_step"] == 10  # 5 generator steps, 5 discriminator steps
+    assert (tmp_path / "run" / "checkpoints" / "step000004.ckpt").is_file()
+
+
+def test_missing_folder_root_and_bad_confusion_stop_early(make_cfg):
+    with pytest.raises(ConfigError, match="data.root is required"):
+        train(make_cfg("debug=tiny", "data=folder"))
+    with pytest.raises(ConfigError, match="data.confusion"):
+        train(make_cfg("debug=tiny", "data.confusion.k=[5,2]"))
+
+
+def test_imagenet_vgg_offline_stops_before_training(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIREC_OFFLINE", "1")
+    monkeypatch.setenv("PIREC_WEIGHTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ConfigError, match="vgg19-dcbb9e9d.pth") as error:
+        train(make_cfg("debug=tiny", "loss.vgg=imagenet", output_dir=tmp_path / "run"))
+    assert "loss.vgg=off" in str(error.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -103,6 +103,10 @@ def validate_config(cfg: DictConfig) -> None:
         limit is None or (_is_int(limit) and limit > 0),
         f"data.limit must be a positive integer or null, got {limit!r}",
     )
+    _require(
+        not OmegaConf.is_missing(data, "root"),
+        "data.root is required with data=folder: add data.root=/path/to/images",
+    )
     root = data.get("root")
     if root is not None:
         _require(
@@ -118,6 +122,16 @@ def validate_config(cfg: DictConfig) -> None:
         and abs(sum(split) - 1) < 1e-6,
         f"data.split must be three non-negative fractions summing to 1, got {split}",
     )
+
+    confusion = dict(data.get("confusion") or {})
+    confusion.pop("enabled", None)
+    confusion.pop("seed", None)
+    try:
+        from pirec_lightning.preprocess.confusion import ConfusionConfig
+
+        ConfusionConfig.from_any(confusion)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"data.confusion: {error}".splitlines()[0]) from error
 
     loss = cfg.loss
     vgg = "off" if loss.get("vgg") is False else loss.get("vgg")

@@ -79,7 +79,37 @@ def build_trainer(
     max_steps = cfg.trainer.get("max_steps")
     if max_steps is not None and max_steps > 0:
         kwargs["max_steps"] = int(max_steps) * steps_per_batch
+    devices = cfg.trainer.get("devices", 1)
+    several = devices in (-1, "-1", "auto") or (isinstance(devices, int) and devices > 1)
+    several = several or (not isinstance(devices, int | str) and len(devices) > 1)
+    if several and cfg.trainer.get("strategy", "auto") == "auto":
+        # each of the two backward passes of a GAN step reaches one network only
+        kwargs["strategy"] = "ddp_find_unused_parameters_true"
     return instantiate(cfg.trainer, **kwargs)
+
+
+def _check_vgg(cfg: DictConfig) -> None:
+    """``loss.vgg=imagenet`` must find its weights before any work starts."""
+    from pirec_lightning.models.losses import VGGWeightsUnavailable, resolve_vgg19_weights
+
+    wants = cfg.loss.get("perceptual", 0) > 0 or cfg.loss.get("style", 0) > 0
+    if cfg.loss.get("vgg") == "imagenet" and wants:
+        try:
+            resolve_vgg19_weights(cfg.loss.get("vgg_weights"))
+        except VGGWeightsUnavailable as error:
+            raise ConfigError(" ".join(str(error).split())) from error
+
+
+def _save_final_checkpoint(trainer: pl.Trainer) -> str | None:
+    """Make ``last.ckpt`` hold the final weights: Lightning skips the end-of-training save when
+    an interval save already happened, even if steps were taken since."""
+    callback = trainer.checkpoint_callback
+    if callback is None or callback.dirpath is None or not trainer.state.finished:
+        return getattr(callback, "last_model_path", None) or None
+    path = Path(callback.dirpath) / "last.ckpt"
+    if trainer.global_step != getattr(callback, "_last_global_step_saved", -1) or not path.exists():
+        trainer.save_checkpoint(path)
+    return str(path)
 
 
 def _check_init_from(cfg: DictConfig) -> None:
@@ -108,6 +138,7 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if init_from is not None and not Path(str(init_from)).expanduser().is_file():
         raise ConfigError(f"init_from checkpoint does not exist: {init_from}")
     _check_init_from(cfg)
+    _check_vgg(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
 
@@ -133,9 +164,8 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         # Ctrl-C: Lightning shuts down gracefully and exits; `last.ckpt` holds the last save
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
+    last = _save_final_checkpoint(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    checkpoint = trainer.checkpoint_callback
-    last = getattr(checkpoint, "last_model_path", None) or None
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
@@ -194,11 +224,21 @@ def train_all(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 stage.init_from = previous
             stage_metrics, stage_objects = train_phase(stage)
             objects["phases"][name] = stage_objects
+            _finish_wandb(stage_objects["loggers"])
             done.write_text(json.dumps({"phase": name, "metrics": stage_metrics}, indent=2))
         metrics.update({f"{name}/{k}": v for k, v in stage_metrics.items()})
         previous = str(last)
     objects["last_ckpt"] = previous
     return metrics, objects
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    """Close W&B runs so the next phase of ``phase=all`` starts its own run."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -217,15 +257,20 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return train_phase(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """``python train.py [overrides]``: train and return ``val/psnr`` for Hydra sweepers."""
+def _run(cfg: DictConfig) -> float | None:
     try:
         metrics, _ = train(cfg)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     return metrics.get("val/psnr", metrics.get("refinement/val/psnr"))
+
+
+def main() -> float | None:
+    """``python train.py [overrides]``: train and return ``val/psnr`` for Hydra sweepers."""
+    # built here, not at import: importing this module must work without a conf/ folder
+    app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_run)
+    return app()
 
 
 if __name__ == "__main__":

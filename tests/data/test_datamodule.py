@@ -70,11 +70,12 @@ def test_hook_runs_through_a_trainer(datamodule, tmp_path):
 
     class Spy(GeneratingPhase):
         def training_step(self, batch, batch_idx):
-            seen.append(("fit", tuple(sorted(batch))))
+            seen.append((self.trainer.datamodule.current_stage(), tuple(sorted(batch))))
             return super().training_step(batch, batch_idx)
 
         def validation_step(self, batch, batch_idx):
-            seen.append(("validate", tuple(sorted(batch))))
+            stage = self.trainer.datamodule.current_stage()
+            seen.append((stage, tuple(sorted(batch)), self.trainer.sanity_checking))
             return super().validation_step(batch, batch_idx)
 
     trainer = pl.Trainer(
@@ -88,7 +89,8 @@ def test_hook_runs_through_a_trainer(datamodule, tmp_path):
         default_root_dir=tmp_path,
     )
     trainer.fit(Spy(model=TINY_MODEL, loss=TINY_LOSS), datamodule=datamodule)
-    assert seen[0][0] == "validate"  # the sanity check
+    # the sanity check runs first and gets evaluation inputs (fixed values, no dropout)
+    assert seen[0] == ("validate", ("color_domain", "edge", "image", "index"), True)
     assert ("fit", ("color_domain", "edge", "image", "index")) in seen
 
 

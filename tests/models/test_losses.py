@@ -184,3 +184,39 @@ def test_perceptual_loss_gradient_and_weights(vgg: VGG19Features) -> None:
 def test_build_vgg_with_explicit_file(fake_vgg_file: Path) -> None:
     vgg, reason = build_vgg("imagenet", fake_vgg_file)
     assert isinstance(vgg, VGG19Features) and reason is None
+
+
+def _constant_features(layers: tuple[str, ...], value: float, channels: int = 2) -> dict:
+    return {name: torch.full((1, channels, 2, 3), value) for name in layers}
+
+
+def test_perceptual_loss_hand_value(vgg: VGG19Features) -> None:
+    """sum_i w_i * mean|x_i - y_i| over relu1_1 .. relu5_1, on constant feature maps."""
+    from pirec_lightning.models.losses.perceptual import PERCEPTUAL_LAYERS
+
+    loss = PerceptualLoss(vgg, weights=(1.0, 2.0, 0.0, 0.5, 1.0))
+    x = _constant_features(PERCEPTUAL_LAYERS, 0.75)
+    y = _constant_features(PERCEPTUAL_LAYERS, 0.25)
+    # |0.75 - 0.25| = 0.5 everywhere: 0.5 * (1 + 2 + 0 + 0.5 + 1)
+    assert loss.from_features(x, y).item() == pytest.approx(2.25)
+
+
+def test_style_loss_hand_value(vgg: VGG19Features) -> None:
+    """Gram of a constant map c with C channels and N = H * W positions: every entry is
+    c^2 * N / (C * N) = c^2 / C; the loss sums mean|G_x - G_y| over the four style layers."""
+    from pirec_lightning.models.losses.perceptual import STYLE_LAYERS
+
+    loss = StyleLoss(vgg)
+    x = _constant_features(STYLE_LAYERS, 2.0, channels=4)
+    y = _constant_features(STYLE_LAYERS, 1.0, channels=4)
+    per_layer = abs(2.0**2 / 4 - 1.0**2 / 4)
+    assert loss.from_features(x, y).item() == pytest.approx(4 * per_layer)
+
+
+def test_gram_matrix_is_float32_under_autocast() -> None:
+    """Gram sums overflow float16: they are computed in float32 even under autocast."""
+    x = torch.full((1, 2, 64, 64), 8.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(x)
+    assert gram.dtype == torch.float32
+    assert torch.allclose(gram, torch.full((1, 2, 2), 64.0 / 2))

@@ -215,10 +215,12 @@ class PhaseModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- evaluation
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        target = batch["image"].contiguous()
-        output = self.reconstruct(batch).clamp(0, 1).contiguous()
+        # metrics in float32 whatever the precision (SSIM cancels badly in float16)
+        target = batch["image"].float().contiguous()
+        output = self.reconstruct(batch).float().clamp(0, 1).contiguous()
         self.val_metrics.update(output, target)
-        self.val_baseline_metrics.update(self.baseline(batch).clamp(0, 1).contiguous(), target)
+        baseline = self.baseline(batch).float().clamp(0, 1).contiguous()
+        self.val_baseline_metrics.update(baseline, target)
         if batch_idx == 0 and self.trainer is not None and self.trainer.is_global_zero:
             columns = self.grid_tensors(batch, output)
             grid = sample_grid(columns, int(self.hparams.num_samples))

@@ -67,8 +67,9 @@ def init_from_checkpoint(
         module: the new phase module.
         path: a Lightning ``.ckpt`` of an earlier phase.
         mapping: source prefix -> attributes of ``module`` that receive it. Default:
-            ``generator.`` -> ``generator`` (and ``preliminary_generator`` when the module has
-            one), ``discriminator.`` -> ``discriminator``.
+            ``generator.`` -> ``generator``, ``discriminator.`` -> ``discriminator``; a module
+            with a ``preliminary_generator`` gets the source's ``preliminary_generator.``
+            weights when it has them (a refinement checkpoint), else its ``generator.`` ones.
 
     Returns:
         Tensors copied per receiving attribute.
@@ -76,10 +77,14 @@ def init_from_checkpoint(
     path = Path(path).expanduser()
     state = read_state_dict(path)
     if mapping is None:
-        generators = ("generator",) + (
-            ("preliminary_generator",) if hasattr(module, "preliminary_generator") else ()
-        )
-        mapping = {"generator.": generators, "discriminator.": ("discriminator",)}
+        mapping = {"generator.": ("generator",), "discriminator.": ("discriminator",)}
+        if hasattr(module, "preliminary_generator"):
+            # from generating: its generator is the preliminary one too; from refinement: keep
+            # that checkpoint's own frozen preliminary generator
+            if any(k.startswith("preliminary_generator.") for k in state):
+                mapping["preliminary_generator."] = ("preliminary_generator",)
+            else:
+                mapping["generator."] = ("generator", "preliminary_generator")
     copied: dict[str, int] = {}
     for prefix, attributes in mapping.items():
         weights = extract_prefix(state, prefix)

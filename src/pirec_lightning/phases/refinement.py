@@ -62,7 +62,8 @@ class RefinementPhase(PhaseModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.val_preliminary_metrics.update(
-            self.preliminary(batch).clamp(0, 1).contiguous(), batch["image"].contiguous()
+            self.preliminary(batch).float().clamp(0, 1).contiguous(),
+            batch["image"].float().contiguous(),
         )
         super().validation_step(batch, batch_idx)
 

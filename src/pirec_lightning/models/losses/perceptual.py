@@ -123,8 +123,11 @@ def gram_matrix(x: torch.Tensor) -> torch.Tensor:
         ``(B, C, C)``: ``F F^T / (C * H * W)`` with ``F`` the ``(C, H * W)`` reshaped features.
     """
     b, c, h, w = x.shape
-    f = x.reshape(b, c, h * w)
-    return f.bmm(f.transpose(1, 2)) / (c * h * w)
+    # float32 with autocast off: under 16-bit mixed precision the sums over H * W positions
+    # overflow float16 before the normalisation
+    with torch.autocast(x.device.type, enabled=False):
+        f = x.float().reshape(b, c, h * w)
+        return f.bmm(f.transpose(1, 2)) / (c * h * w)
 
 
 class PerceptualLoss(nn.Module):
