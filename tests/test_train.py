@@ -260,3 +260,24 @@ def test_imagenet_vgg_offline_stops_before_training(make_cfg, tmp_path, monkeypa
         train(make_cfg("debug=tiny", "loss.vgg=imagenet", output_dir=tmp_path / "run"))
     assert "loss.vgg=off" in str(error.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_ddp_spawn_on_cpu_two_processes(make_cfg, tmp_path):
+    """Two CPU processes with DDP: the GAN's one-network backward passes and the frozen
+    preliminary generator must not upset gradient synchronisation."""
+    run_dir = tmp_path / "ddp"
+    cfg = make_cfg(
+        "phase=all",
+        "debug=tiny",
+        "trainer.devices=2",
+        "trainer.strategy=ddp_spawn_find_unused_parameters_true",
+        output_dir=run_dir,
+    )
+    metrics, _ = train(cfg)
+    for name in ("imitation", "generating", "refinement"):
+        state = torch.load(
+            run_dir / name / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+        )
+        assert state["global_step"] == 8
+    assert "refinement/val/psnr" in metrics

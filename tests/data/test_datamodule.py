@@ -103,3 +103,21 @@ def test_missing_root_message(tmp_path):
     dm = PIRECDataModule(root=tmp_path / "missing", image_size=32, num_workers=0)
     with pytest.raises(FileNotFoundError, match="missing"):
         dm.setup("fit")
+
+
+def test_training_draws_continue_after_a_state_round_trip():
+    dm = PIRECDataModule(image_size=32, batch_size=2, num_workers=0, limit=2)
+    dm.setup("fit")
+    batch = _first_batch(dm)
+    dm.make_inputs(dict(batch), "fit")
+    state = dm.state_dict()
+    expected = dm.make_inputs(dict(batch), "fit")
+
+    resumed = PIRECDataModule(image_size=32, batch_size=2, num_workers=0, limit=2)
+    resumed.setup("fit")
+    resumed.load_state_dict(state)
+    again = resumed.make_inputs(dict(batch), "fit")
+    assert torch.equal(again["mask"], expected["mask"])
+    fresh = PIRECDataModule(image_size=32, batch_size=2, num_workers=0, limit=2)
+    fresh.setup("fit")
+    assert not torch.equal(fresh.make_inputs(dict(batch), "fit")["mask"], expected["mask"])

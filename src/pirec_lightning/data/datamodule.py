@@ -92,6 +92,8 @@ class PIRECDataModule(pl.LightningDataModule):
         )
         self._files: dict[str, list[Path]] | None = None
         self._train_generators: dict[torch.device, torch.Generator] = {}
+        # generator states from a checkpoint, applied when each device's generator is made
+        self._pending_states: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------------------- data sets
     def files(self) -> dict[str, list[Path]]:
@@ -177,12 +179,24 @@ class PIRECDataModule(pl.LightningDataModule):
                 rank = self.trainer.global_rank if self.trainer is not None else 0
                 generator = torch.Generator(device=device)
                 generator.manual_seed(self.seed + 1_000_003 * rank)
+                if str(device) in self._pending_states:
+                    generator.set_state(self._pending_states.pop(str(device)))
                 self._train_generators[device] = generator
             return generator
         generator = torch.Generator(device=device)
         first = int(batch["index"][0]) if len(batch["index"]) else 0
         generator.manual_seed(self.seed + 7919 * (first + 1))
         return generator
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints, so a resumed run continues the random draws instead of
+        repeating those of its start."""
+        states = {str(d): g.get_state() for d, g in self._train_generators.items()}
+        return {"train_generators": {**self._pending_states, **states}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_states = dict(state_dict.get("train_generators", {}))
+        self._train_generators.clear()
 
     def make_inputs(self, batch: dict[str, Any], stage: str = "fit") -> dict[str, Any]:
         """Turn ``{"image", "index"}`` into the phase's inputs on the batch's device."""

@@ -15,7 +15,12 @@ from pirec_lightning.preprocess.confusion import (
 )
 from pirec_lightning.preprocess.edges import CannyEdges, canny_edges
 from pirec_lightning.preprocess.kmeans import KMeansQuantize, kmeans_quantize
-from pirec_lightning.preprocess.masks import EdgeDropout, FreeFormMask, edge_dropout, free_form_masks
+from pirec_lightning.preprocess.masks import (
+    EdgeDropout,
+    FreeFormMask,
+    edge_dropout,
+    free_form_masks,
+)
 from pirec_lightning.preprocess.median import MedianBlur, median_blur
 
 __all__ = [

@@ -20,8 +20,6 @@ on whole batches on the device with a different ``sigma`` per sample:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
