@@ -1,7 +1,7 @@
 """Throughput and memory of the preprocessing engine against PI-REC's original per-image pipeline.
 
     python benchmarks/preprocess.py [--device cpu|cuda] [--batch 64] [--size 128] [--images N]
-                                    [--json] [--figure PATH]
+                                    [--repeats 3] [--json] [--figure PATH]
 
 Figures, all on the same real images (embedded emoji on white; scikit-image photos as a fallback)
 with hyperparameter confusion on:
@@ -9,8 +9,9 @@ with hyperparameter confusion on:
 (a) original: one process, one image at a time, as PI-REC's dataset does it (skimage rgb2gray +
     canny at the drawn sigma, cv2.medianBlur, cv2.kmeans with 8 KMEANS_PP_CENTERS attempts,
     cv2.medianBlur, edge dropout in numpy), OpenCV limited to one thread (one loader worker);
-(b) engine: ``Preprocessor`` on batches on ``--device`` (edge, mask and colour domain; warmed up,
-    CUDA synchronised), and the speed-up (b) / (a);
+(b) engine: ``Preprocessor`` on batches on ``--device``, making what (a) makes (edge with dropout
+    and colour domain; warmed up, CUDA synchronised), and the speed-up (b) / (a); (a) and (b)
+    alternate ``--repeats`` times and each figure is the median of its runs;
 (c) ``median_blur(method="histogram")`` at k = 3, 15, 35 on (64, 3, 128, 128), and k35 / k15;
 (d) peak extra memory of one engine batch and of the k = 35 median (CPU: max-RSS growth of a fresh
     child process; CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before).
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--images", type=int, default=256, help="number of distinct images")
     parser.add_argument("--original-images", type=int, default=None, help="(a) on fewer images")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of (a) and (b)")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--figure", type=Path, default=None, help="write an image|edge|colour grid")
     parser.add_argument("--_rss", default=None, help=argparse.SUPPRESS)
@@ -228,9 +231,14 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
 
     images, source = load_images(args.images, args.size)
-    original = original_pipeline(images[: args.original_images], ConfusionConfig())
     inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous().to(device)
-    ours = engine(inputs, args.batch)
+    # (a) and (b) alternate, and each figure is the median of its runs: a shared machine's
+    # drift then hits both sides alike
+    originals, engines = [], []
+    for _ in range(args.repeats):
+        originals.append(original_pipeline(images[: args.original_images], ConfusionConfig()))
+        engines.append(engine(inputs, args.batch))
+    original, ours = statistics.median(originals), statistics.median(engines)
     medians = median_times(device, repeats=3 if device.type == "cuda" else 1)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -246,6 +254,9 @@ def main(argv: list[str] | None = None) -> dict:
         "original_images_per_s": round(original, 1),
         "engine_images_per_s": round(ours, 1),
         "speedup": round(ours / original, 2),
+        "repeats": args.repeats,
+        "original_runs": [round(v, 1) for v in originals],
+        "engine_runs": [round(v, 1) for v in engines],
         "median_ms": {str(k): round(v, 2) for k, v in medians.items()},
         "median_ratio_k35_k15": round(medians[35] / medians[15], 2),
         "engine_peak_memory_mb": round(peak_memory_mb("engine", args, device), 1),
@@ -273,9 +284,10 @@ def _print_table(r: dict) -> None:
         ("images", f"{r['images']} x {r['size']} px ({r['image_source']}), batch {r['batch']}"),
         (
             "(a) original pipeline",
-            f"{r['original_images_per_s']:,.1f} images/s (1 process, 1 thread)",
+            f"{r['original_images_per_s']:,.1f} images/s (1 process, 1 thread; median of "
+            f"{r['original_runs']})",
         ),
-        ("(b) engine", f"{r['engine_images_per_s']:,.1f} images/s"),
+        ("(b) engine", f"{r['engine_images_per_s']:,.1f} images/s (median of {r['engine_runs']})"),
         ("    speed-up (b)/(a)", f"{r['speedup']:.2f}x"),
         *((f"(c) median k={k}", f"{ms:.2f} ms / batch of 64") for k, ms in r["median_ms"].items()),
         ("    k35 / k15", f"{r['median_ratio_k35_k15']:.2f}"),

@@ -161,6 +161,10 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     with warnings.catch_warnings():
         # saving the post-step weights every N steps is what we want with manual optimization
         warnings.filterwarnings("ignore", "Using ModelCheckpoint with manual optimization")
+        # refinement's frozen preliminary generator is in eval mode on purpose
+        warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
+        # raised inside Lightning itself, nothing a user can act on
+        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)")
         # Ctrl-C: Lightning shuts down gracefully and exits; `last.ckpt` holds the last save
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
