@@ -240,14 +240,13 @@ def _assign(points: Tensor, centers: Tensor, active: Tensor) -> Tensor:
 def _means(points: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
     """(B, K, 3) mean of each cluster's points (B, 3, N); an empty cluster keeps its center.
 
-    Sums are deterministic (no atomics): an ``index_add`` on the CPU, a one-hot matrix product
-    elsewhere. float32 (callers hold full matmul precision, no TF32) keeps the means within
-    ~1e-6 of exact, far below the 1/255 of an 8-bit color; float64 inputs sum in float64.
+    Sums are deterministic (no atomics): an ``index_add`` in the input's precision on the CPU
+    (in order, so independent of K), a float64 one-hot matrix product elsewhere.
     """
-    exact = torch.float64 if points.dtype == torch.float64 else torch.float32
     batch, n = labels.shape
     k = centers.shape[1]
     if points.device.type == "cpu":
+        exact = torch.float64 if points.dtype == torch.float64 else torch.float32
         # CPU: an index_add over all pixels is exact in order (no atomics) and cheaper than
         # building the one-hot matrix
         flat = (labels + torch.arange(batch, device=labels.device).unsqueeze(1) * k).flatten()
@@ -256,6 +255,9 @@ def _means(points: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
         sums = sums.view(batch, k, -1)
         sizes = torch.bincount(flat, minlength=batch * k).view(batch, k, 1).to(exact)
     else:
+        # float64: GEMM kernels (and so summation orders) vary with K; float64 keeps a sample's
+        # means identical whatever K_max its batch runs with
+        exact = torch.float32 if points.device.type == "mps" else torch.float64
         one_hot = torch.zeros(batch, n, k, dtype=exact, device=labels.device)
         one_hot.scatter_(2, labels.unsqueeze(2), 1.0)  # (B, N, K)
         sums = torch.bmm(points.to(exact), one_hot).transpose(1, 2)  # (B, K, 3)
