@@ -46,10 +46,8 @@ def test_hand_over_copies_generator_and_discriminator_only(imitation_ckpt):
         ours, theirs = getattr(target, name).state_dict(), getattr(source, name).state_dict()
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
-    # nothing of the training state came along
-    assert target.global_step == 0
-    optimizers = target.configure_optimizers()
-    assert all(len(opt.state) == 0 for opt in optimizers)
+    # (that no optimizer state or step count comes along is checked through a real run in
+    # tests/test_train.py::test_generating_from_imitation_then_resume_same_phase)
 
 
 def test_refinement_gets_generating_weights_twice_and_keeps_preliminary_frozen(tmp_path, batch):
