@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,8 +131,12 @@ def test_phase_all_runs_three_phases_and_resumes_where_interrupted(make_cfg, tmp
         "+callbacks.interrupt.step=3",
     ]
     cfg = make_cfg("phase=all", "debug=tiny", *interrupt, output_dir=run_dir)
-    with pytest.raises(SystemExit):  # Lightning's graceful Ctrl-C shutdown exits
-        train(cfg)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful Ctrl-C shutdown exits
+            train(cfg)
+    finally:  # Lightning ignores SIGINT from then on; give the test session its Ctrl-C back
+        signal.signal(signal.SIGINT, handler)
     assert (run_dir / "imitation" / "finished.json").is_file()
     assert (run_dir / "generating" / "checkpoints" / "last.ckpt").is_file()  # saved at step 2
     assert not (run_dir / "generating" / "finished.json").exists()
