@@ -63,6 +63,17 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _require_path(value: Any, key: str, kind: str, fix: str) -> None:
+    """A configured path that is set must exist as a ``kind`` ("folder" or "file")."""
+    if value is None:
+        return
+    path = Path(str(value)).expanduser()
+    _require(
+        path.is_dir() if kind == "folder" else path.is_file(),
+        f"{key} {kind} does not exist: {value}; {fix}",
+    )
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -107,13 +118,12 @@ def validate_config(cfg: DictConfig) -> None:
         not OmegaConf.is_missing(data, "root"),
         "data.root is required with data=folder: add data.root=/path/to/images",
     )
-    root = data.get("root")
-    if root is not None:
-        _require(
-            Path(str(root)).expanduser().is_dir(),
-            f"data.root folder does not exist: {root}; point it at a folder of images "
-            "or remove it to train on the embedded emoji",
-        )
+    _require_path(
+        data.get("root"),
+        "data.root",
+        "folder",
+        "point it at a folder of images or remove it to train on the embedded emoji",
+    )
     split = data.get("split")
     _require(
         split is not None
@@ -146,13 +156,12 @@ def validate_config(cfg: DictConfig) -> None:
             _is_number(value) and value >= 0,
             f"loss.{key} must be a non-negative number, got {value!r}",
         )
-    weights = loss.get("vgg_weights")
-    if weights is not None:
-        _require(
-            Path(str(weights)).expanduser().is_file(),
-            f"loss.vgg_weights file does not exist: {weights}; "
-            "give the path of vgg19-dcbb9e9d.pth or set loss.vgg=off",
-        )
+    _require_path(
+        loss.get("vgg_weights"),
+        "loss.vgg_weights",
+        "file",
+        "give the path of vgg19-dcbb9e9d.pth or set loss.vgg=off",
+    )
 
     lr = cfg.model.optimizer.get("lr")
     _require(_is_number(lr) and lr > 0, f"model.optimizer.lr must be a positive number, got {lr!r}")
@@ -176,12 +185,12 @@ def validate_config(cfg: DictConfig) -> None:
             value is None or fraction or (_is_int(value) and (value > 0 or key == "max_steps")),
             f"trainer.{key} must be a positive integer, got {value!r}",
         )
-    ckpt = cfg.get("ckpt_path")
-    if ckpt is not None:
-        _require(
-            Path(str(ckpt)).expanduser().is_file(),
-            f"ckpt_path does not exist: {ckpt}; give a .ckpt file written by an earlier run",
-        )
+    _require_path(
+        cfg.get("ckpt_path"), "ckpt_path", "file", "give a .ckpt file written by an earlier run"
+    )
+    _require_path(
+        cfg.get("init_from"), "init_from", "file", "give an earlier phase's checkpoints/last.ckpt"
+    )
     # resolve every interpolation now, so a typo in one fails here and not mid-run
     try:
         OmegaConf.to_container(cfg, resolve=True)

@@ -135,8 +135,6 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train the single phase ``cfg.phase.name`` (see :func:`train`)."""
     validate_config(cfg)
     init_from = cfg.get("init_from")
-    if init_from is not None and not Path(str(init_from)).expanduser().is_file():
-        raise ConfigError(f"init_from checkpoint does not exist: {init_from}")
     _check_init_from(cfg)
     _check_vgg(cfg)
     if cfg.get("seed") is not None:

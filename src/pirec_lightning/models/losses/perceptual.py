@@ -130,7 +130,24 @@ def gram_matrix(x: torch.Tensor) -> torch.Tensor:
         return f.bmm(f.transpose(1, 2)) / (c * h * w)
 
 
-class PerceptualLoss(nn.Module):
+class _FeatureLoss(nn.Module):
+    """A loss over :class:`VGG19Features` activations: ``forward`` runs the shared VGG on both
+    images, ``from_features`` takes activations computed once for several losses."""
+
+    def __init__(self, vgg: VGG19Features) -> None:
+        super().__init__()
+        self.vgg = vgg
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.from_features(self.vgg(x), self.vgg(y))
+
+    def from_features(
+        self, x_features: Mapping[str, torch.Tensor], y_features: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class PerceptualLoss(_FeatureLoss):
     """Weighted sum of L1 distances of VGG19 activations at ``relu1_1 .. relu5_1``.
 
     Args:
@@ -144,16 +161,12 @@ class PerceptualLoss(nn.Module):
     def __init__(
         self, vgg: VGG19Features, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0, 1.0)
     ) -> None:
-        super().__init__()
+        super().__init__(vgg)
         if len(weights) != len(PERCEPTUAL_LAYERS):
             raise ValueError(
                 f"PerceptualLoss needs {len(PERCEPTUAL_LAYERS)} weights, got {len(weights)}"
             )
-        self.vgg = vgg
         self.weights = tuple(float(w) for w in weights)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.from_features(self.vgg(x), self.vgg(y))
 
     def from_features(
         self, x_features: Mapping[str, torch.Tensor], y_features: Mapping[str, torch.Tensor]
@@ -165,19 +178,12 @@ class PerceptualLoss(nn.Module):
         )
 
 
-class StyleLoss(nn.Module):
+class StyleLoss(_FeatureLoss):
     """Sum of L1 distances of Gram matrices of VGG19 activations at ``relu2_2 .. relu5_2``.
 
     Shape:
         ``forward``: two ``(B, 3, H, W)`` images in ``[0, 1]`` -> scalar >= 0.
     """
-
-    def __init__(self, vgg: VGG19Features) -> None:
-        super().__init__()
-        self.vgg = vgg
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.from_features(self.vgg(x), self.vgg(y))
 
     def from_features(
         self, x_features: Mapping[str, torch.Tensor], y_features: Mapping[str, torch.Tensor]
