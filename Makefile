@@ -9,6 +9,8 @@ ARGS ?=
 EXPERIMENT ?= quickstart
 # extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k median -x"
 PYTEST_ARGS ?=
+# extras `make install` (and so `make test`) installs: tests cover export, the app and the launchers
+EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
 .PHONY: help install train train-tiny test test-slow lint format bench clean
@@ -19,7 +21,7 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package with its dev tools (editable)
