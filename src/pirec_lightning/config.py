@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 VGG_MODES = ("auto", "imagenet", "off")
+VGG_INPUTS = ("raw", "imagenet")
 GAN_TYPES = ("lsgan", "nsgan", "hinge")
 
 
@@ -146,6 +147,11 @@ def validate_config(cfg: DictConfig) -> None:
     loss = cfg.loss
     vgg = "off" if loss.get("vgg") is False else loss.get("vgg")
     _require(vgg in VGG_MODES, f"loss.vgg must be one of {', '.join(VGG_MODES)}, got {vgg!r}")
+    vgg_input = loss.get("vgg_input", "raw")
+    _require(
+        vgg_input in VGG_INPUTS,
+        f"loss.vgg_input must be one of {', '.join(VGG_INPUTS)}, got {vgg_input!r}",
+    )
     _require(
         loss.get("gan_type") in GAN_TYPES,
         f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {loss.get('gan_type')!r}",
@@ -171,6 +177,11 @@ def validate_config(cfg: DictConfig) -> None:
             _is_int(base) and base > 0,
             f"model.{net}.base_channels must be a positive integer, got {base!r}",
         )
+    ema = cfg.model.get("ema_decay")
+    _require(
+        ema is None or (_is_number(ema) and 0 < ema < 1),
+        f"model.ema_decay must be a number in (0, 1) or null (off), got {ema!r}",
+    )
     blocks = cfg.model.generator.get("res_blocks")
     _require(
         _is_int(blocks) and blocks >= 0,

@@ -49,7 +49,8 @@ def build_phase(cfg: DictConfig, **overrides: Any) -> PhaseModule:
 
 def build_callbacks(cfg: DictConfig, steps_per_batch: int) -> list[pl.Callback]:
     """Callbacks of ``cfg.callbacks`` (null entries skipped); step intervals are converted from
-    generator steps to Lightning's optimizer-step count."""
+    generator steps to Lightning's optimizer-step count. ``model.ema_decay`` adds the
+    generator EMA (:class:`~pirec_lightning.ema.GeneratorEMA`)."""
     callbacks = []
     for name, node in (cfg.get("callbacks") or {}).items():
         if node is None or "_target_" not in node:
@@ -59,6 +60,11 @@ def build_callbacks(cfg: DictConfig, steps_per_batch: int) -> list[pl.Callback]:
             kwargs["every_n_train_steps"] = int(node.every_n_train_steps) * steps_per_batch
         log.debug("callback %s", name)
         callbacks.append(instantiate(node, **kwargs))
+    ema_decay = OmegaConf.select(cfg, "model.ema_decay")
+    if ema_decay is not None:
+        from pirec_lightning.ema import GeneratorEMA
+
+        callbacks.append(GeneratorEMA(float(ema_decay)))
     return callbacks
 
 

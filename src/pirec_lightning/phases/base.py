@@ -39,6 +39,7 @@ DEFAULT_LOSS = {
     "gan_type": "lsgan",
     "vgg": "auto",
     "vgg_weights": None,
+    "vgg_input": "raw",
 }
 
 
@@ -59,8 +60,9 @@ class PhaseModule(pl.LightningModule):
     Args:
         model: the ``model`` config: ``generator`` and ``discriminator`` (``_target_`` + kwargs),
             ``optimizer`` (a ``_partial_`` optimizer) and ``d2g_lr`` (discriminator lr factor).
-        loss: loss weights ``l1``, ``adversarial``, ``perceptual``, ``style``, ``gan_type`` and
-            the VGG switch ``vgg`` (auto | imagenet | off) with optional ``vgg_weights``.
+        loss: loss weights ``l1``, ``adversarial``, ``perceptual``, ``style``, ``gan_type``,
+            the VGG switch ``vgg`` (auto | imagenet | off) with optional ``vgg_weights``, and
+            ``vgg_input`` (raw | imagenet: what the VGG is fed).
         num_samples: images in the validation sample grid.
         vgg_status: filled in by the module (what became of the VGG terms); logged with the
             hyperparameters.
@@ -109,7 +111,9 @@ class PhaseModule(pl.LightningModule):
         if stage == "fit" and not self._vgg:
             loss = self.hparams.loss
             wants_vgg = loss["perceptual"] > 0 or loss["style"] > 0
-            vgg, reason = build_vgg(loss["vgg"] if wants_vgg else "off", loss["vgg_weights"])
+            vgg, reason = build_vgg(
+                loss["vgg"] if wants_vgg else "off", loss["vgg_weights"], loss["vgg_input"]
+            )
             if not wants_vgg:
                 reason = "perceptual and style weights are 0"
             self._vgg = [vgg]
@@ -156,12 +160,25 @@ class PhaseModule(pl.LightningModule):
         return self(self.generator_input(batch), batch["edge"])
 
     # ------------------------------------------------------------------------------- training
-    def generator_losses(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def l1_term(self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None) -> Tensor:
+        """The unweighted L1 term (imitation rescales it by the hole fraction)."""
+        return l1_loss(output, target)
+
+    def style_images(
+        self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None
+    ) -> tuple[Tensor, Tensor] | None:
+        """Images the style term compares when they are not ``output`` and ``target``
+        themselves (imitation: the holes only); ``None`` reuses the perceptual features."""
+        return None
+
+    def generator_losses(
+        self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
         """Weighted generator loss terms and their sum under ``loss``."""
         w = self.hparams.loss
         logits, _ = self.discriminator(output)
         terms = {
-            "l1": l1_loss(output, target) * w["l1"],
+            "l1": self.l1_term(output, target, batch) * w["l1"],
             "adversarial": self.adversarial_loss(logits, True, for_discriminator=False)
             * w["adversarial"],
         }
@@ -172,6 +189,9 @@ class PhaseModule(pl.LightningModule):
                     self._vgg_losses["perceptual"].from_features(fx, fy) * w["perceptual"]
                 )
             if w["style"] > 0:
+                images = self.style_images(output, target, batch)
+                if images is not None:
+                    fx, fy = self.vgg(images[0]), self.vgg(images[1])
                 terms["style"] = self._vgg_losses["style"].from_features(fx, fy) * w["style"]
         terms["loss"] = torch.stack(list(terms.values())).sum()
         return terms
@@ -197,7 +217,7 @@ class PhaseModule(pl.LightningModule):
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)
-        terms = self.generator_losses(output, target)
+        terms = self.generator_losses(output, target, batch)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(terms["loss"])
         opt_g.step()
