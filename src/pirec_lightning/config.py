@@ -134,6 +134,15 @@ def validate_config(cfg: DictConfig) -> None:
         f"data.split must be three non-negative fractions summing to 1, got {split}",
     )
 
+    try:
+        from pirec_lightning.data.extra_val import check_extra_val
+
+        extra_val = data.get("extra_val")
+        if extra_val is not None:
+            check_extra_val(OmegaConf.to_container(extra_val, resolve=True))
+    except ValueError as error:
+        raise ConfigError(str(error).splitlines()[0]) from error
+
     confusion = dict(data.get("confusion") or {})
     confusion.pop("enabled", None)
     confusion.pop("seed", None)

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pirec_lightning.data.emoji import emoji_files
+from pirec_lightning.data.extra_val import NpzImageDataset, check_extra_val
 from pirec_lightning.data.folder import FolderImageDataset, find_images
 from pirec_lightning.data.split import emoji_group_key, split_files
 from pirec_lightning.preprocess.confusion import Preprocessor
@@ -57,6 +58,8 @@ class PIRECDataModule(pl.LightningDataModule):
         confusion: ``{"enabled": bool, "seed": int, **ConfusionConfig fields}``.
         outputs: the inputs to make (subset of ``edge``, ``mask``, ``color_domain``); ``None``
             asks the attached LightningModule (its ``required_inputs``), else makes all three.
+        extra_val: named extra validation sets, validated after the main one (see
+            :mod:`pirec_lightning.data.extra_val`).
 
     A batch after transfer is a dict with ``image`` (B, 3, H, W) in [0, 1], ``index`` (B,), and
     the requested ``edge`` (B, 1, H, W) in {0, 1}, ``mask`` (B, 1, H, W) in {0, 1} (1 = hole) and
@@ -75,6 +78,7 @@ class PIRECDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         confusion: dict[str, Any] | None = None,
         outputs: Sequence[str] | None = None,
+        extra_val: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -90,6 +94,9 @@ class PIRECDataModule(pl.LightningDataModule):
         self.preprocessor = Preprocessor(
             image_size=self.image_size, confusion=confusion or None, enabled=enabled, seed=seed
         )
+        self.extra_val = check_extra_val(extra_val)
+        # one Preprocessor per image size (extra validation sets may have their own)
+        self._preprocessors = {self.image_size: self.preprocessor}
         self._files: dict[str, list[Path]] | None = None
         self._train_generators: dict[torch.device, torch.Generator] = {}
         # generator states from a checkpoint, applied when each device's generator is made
@@ -138,8 +145,35 @@ class PIRECDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    @property
+    def extra_val_names(self) -> tuple[str, ...]:
+        """Names of the extra validation sets, in dataloader order after the main one."""
+        return tuple(self.extra_val)
+
+    def extra_val_dataset(self, name: str) -> IndexedDataset:
+        """The extra validation set ``name`` (``data.extra_val``)."""
+        spec = self.extra_val[name]
+        size, root, limit = spec["image_size"] or self.image_size, spec["root"], spec["limit"]
+        if root is not None and Path(str(root)).suffix == ".npz":
+            return IndexedDataset(NpzImageDataset(root, size, limit))
+        files = self.files()["val"] if root is None else find_images(Path(str(root)).expanduser())
+        return IndexedDataset(FolderImageDataset(files[:limit], size))
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        main = self._loader("val", shuffle=False)
+        if not self.extra_val:
+            return main
+        extra = [
+            DataLoader(
+                self.extra_val_dataset(name),
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                pin_memory=bool(self.hparams.pin_memory),
+                persistent_workers=self.num_workers > 0,
+            )
+            for name in self.extra_val
+        ]
+        return [main, *extra]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
@@ -203,8 +237,13 @@ class PIRECDataModule(pl.LightningDataModule):
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
         generator = self.generator_for(batch, stage)
+        size = min(batch["image"].shape[-2:])
+        if size not in self._preprocessors:  # an extra validation set at another size
+            self._preprocessors[size] = Preprocessor(
+                size, self.preprocessor.confusion, self.preprocessor.enabled, self.seed
+            )
         with torch.no_grad():
-            made = self.preprocessor(
+            made = self._preprocessors[size](
                 batch["image"], stage=stage, outputs=self.required_outputs(), generator=generator
             )
         return {**batch, **made}

@@ -18,8 +18,6 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
-from torchmetrics import MeanAbsoluteError, MetricCollection
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from pirec_lightning.models.losses import (
     AdversarialLoss,
@@ -30,6 +28,7 @@ from pirec_lightning.models.losses import (
     l1_loss,
 )
 from pirec_lightning.phases.samples import log_sample_grid, sample_grid
+from pirec_lightning.phases.validation import MAIN, ValidationSets
 
 DEFAULT_LOSS = {
     "l1": 1.0,
@@ -41,17 +40,6 @@ DEFAULT_LOSS = {
     "vgg_weights": None,
     "vgg_input": "raw",
 }
-
-
-def _metrics(prefix: str) -> MetricCollection:
-    return MetricCollection(
-        {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-            "l1": MeanAbsoluteError(),
-        },
-        prefix=prefix,
-    )
 
 
 class PhaseModule(pl.LightningModule):
@@ -75,6 +63,8 @@ class PhaseModule(pl.LightningModule):
     optimizer_steps_per_batch = 2
     #: column titles of the sample grid, left to right
     grid_columns: tuple[str, ...] = ("edge", "input", "output", "ground truth")
+    #: images measured against the ground truth in validation (see ValidationSets)
+    val_reports: tuple[str, ...] = ("output", "baseline")
 
     def __init__(
         self,
@@ -93,8 +83,8 @@ class PhaseModule(pl.LightningModule):
         self.automatic_optimization = False
         self.configure_networks()
         self.adversarial_loss = AdversarialLoss(loss["gan_type"])
-        self.val_metrics = _metrics("val/")
-        self.val_baseline_metrics = _metrics("val/")
+        # the phase's own validation set; setup() adds data.extra_val's sets and LPIPS
+        self.val_sets = ValidationSets(self.val_reports)
         # VGG is built lazily (only for fitting) and kept outside the module tree: it is frozen,
         # never checkpointed, and never wrapped by DDP.
         self._vgg: list[VGG19Features | None] = []
@@ -108,6 +98,11 @@ class PhaseModule(pl.LightningModule):
         self.discriminator: nn.Module = instantiate(self.hparams.model["discriminator"])
 
     def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate"):
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+            extra = tuple(getattr(datamodule, "extra_val_names", ()))
+            self.val_sets = ValidationSets(self.val_reports, extra, lpips=True)
+            self.hparams["lpips_status"] = self.val_sets.lpips_status
         if stage == "fit" and not self._vgg:
             loss = self.hparams.loss
             wants_vgg = loss["perceptual"] > 0 or loss["style"] > 0
@@ -234,31 +229,33 @@ class PhaseModule(pl.LightningModule):
         return terms["loss"]
 
     # ----------------------------------------------------------------------------- evaluation
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         # metrics in float32 whatever the precision (SSIM cancels badly in float16)
-        target = batch["image"].float().contiguous()
-        output = self.reconstruct(batch).float().clamp(0, 1).contiguous()
-        self.val_metrics.update(output, target)
-        baseline = self.baseline(batch).float().clamp(0, 1).contiguous()
-        self.val_baseline_metrics.update(baseline, target)
+        output = self.reconstruct(batch).float().clamp(0, 1)
+        for report, image in self.val_images(batch, output).items():
+            self.val_sets.update(dataloader_idx, report, image, batch["image"])
         if batch_idx == 0 and self.trainer is not None and self.trainer.is_global_zero:
             columns = self.grid_tensors(batch, output)
             grid = sample_grid(columns, int(self.hparams.num_samples))
-            log_sample_grid(
-                self.trainer, grid, tag=f"{self.name}/samples", step=self.generator_step
-            )
+            prefix = self.val_sets.prefix(dataloader_idx)
+            tag = "samples" if prefix == MAIN else f"samples_{prefix.removeprefix(MAIN + '_')}"
+            log_sample_grid(self.trainer, grid, tag=f"{self.name}/{tag}", step=self.generator_step)
+
+    def val_images(self, batch: dict[str, Tensor], output: Tensor) -> dict[str, Tensor]:
+        """The images of ``val_reports`` for a validation batch, (B, 3, H, W) in [0, 1]."""
+        return {"output": output, "baseline": self.baseline(batch)}
 
     def grid_tensors(self, batch: dict[str, Tensor], output: Tensor) -> list[Tensor]:
         """Columns of the sample grid, matching ``grid_columns``."""
         return [batch["edge"], self.generator_input(batch), output, batch["image"]]
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self.val_metrics.compute()
-        baseline = {f"{k}_baseline": v for k, v in self.val_baseline_metrics.compute().items()}
-        self.log_dict({**metrics, **baseline}, prog_bar=False, sync_dist=True)
-        self.log("val_psnr", metrics["val/psnr"], prog_bar=True, logger=False, sync_dist=True)
-        self.val_metrics.reset()
-        self.val_baseline_metrics.reset()
+        metrics = self.val_sets.compute_and_reset()
+        self.log_dict(metrics, prog_bar=False, sync_dist=True)
+        if "val/psnr" in metrics:
+            self.log("val_psnr", metrics["val/psnr"], prog_bar=True, logger=False, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # lets a later phase check where its weights come from

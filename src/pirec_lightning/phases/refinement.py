@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from pirec_lightning.phases.base import PhaseModule, _metrics
+from pirec_lightning.phases.base import PhaseModule
 
 
 class RefinementPhase(PhaseModule):
@@ -24,13 +24,13 @@ class RefinementPhase(PhaseModule):
     name = "refinement"
     required_inputs = ("edge", "color_domain")
     grid_columns = ("edge", "color domain", "preliminary", "output", "ground truth")
+    val_reports = ("output", "baseline", "preliminary")
 
     def configure_networks(self) -> None:
         super().configure_networks()
         self.preliminary_generator: nn.Module = copy.deepcopy(self.generator)
         self.preliminary_generator.requires_grad_(False)
         self.preliminary_generator.eval()
-        self.val_preliminary_metrics = _metrics("val/")
 
     def train(self, mode: bool = True) -> RefinementPhase:
         super().train(mode)
@@ -60,15 +60,5 @@ class RefinementPhase(PhaseModule):
             batch["image"],
         ]
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.val_preliminary_metrics.update(
-            self.preliminary(batch).float().clamp(0, 1).contiguous(),
-            batch["image"].float().contiguous(),
-        )
-        super().validation_step(batch, batch_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        preliminary = self.val_preliminary_metrics.compute()
-        self.log_dict({f"{k}_preliminary": v for k, v in preliminary.items()}, sync_dist=True)
-        self.val_preliminary_metrics.reset()
-        super().on_validation_epoch_end()
+    def val_images(self, batch: dict[str, Tensor], output: Tensor) -> dict[str, Tensor]:
+        return {**super().val_images(batch, output), "preliminary": self.preliminary(batch)}
