@@ -61,6 +61,7 @@ class Reconstructor(pl.LightningModule):
         image_size: the training image size, for information (any size is reconstructed).
         edge_polarity: default polarity of edge inputs (``auto``, ``white-on-black``,
             ``black-on-white``).
+        preprocess_backend: the ops :meth:`from_photo` uses (``engine`` or ``kornia``).
 
     The modules are frozen and in eval mode. Inputs of any size are padded to a multiple of 4
     and cropped back.
@@ -73,11 +74,12 @@ class Reconstructor(pl.LightningModule):
         confusion: ConfusionConfig | Mapping | None = None,
         image_size: int | None = None,
         edge_polarity: str = "auto",
+        preprocess_backend: str = "engine",
     ) -> None:
         super().__init__()
         self.generator = generator
         self.refiner = refiner
-        self.preprocessor = Preprocessor(None, confusion, enabled=False)
+        self.preprocessor = Preprocessor(None, confusion, enabled=False, backend=preprocess_backend)
         self.confusion = self.preprocessor.confusion
         self.image_size = image_size
         self.edge_polarity = edge_polarity
@@ -133,7 +135,11 @@ class Reconstructor(pl.LightningModule):
             first, refiner = build_generator(settings, _prefixed(state, "generator."), source), None
         data = checkpoint.get("datamodule_hyper_parameters") or {}
         model = cls(
-            first, refiner, confusion=data.get("confusion"), image_size=data.get("image_size")
+            first,
+            refiner,
+            confusion=data.get("confusion"),
+            image_size=data.get("image_size"),
+            preprocess_backend=data.get("preprocess_backend", "engine"),
         )
         return model.to(_default_device(device))
 

@@ -35,6 +35,26 @@ OUTPUTS = ("edge", "mask", "color_domain")
 PREPROCESSOR_KEYS = ("enabled", "seed")
 #: hyperparameters a caller may fix in :meth:`Preprocessor.forward` (``params``)
 PARAMS = ("canny_sigma", "median_kernel", "k", "second_median_kernel")
+#: ``engine``: this package's batched ops; ``kornia``: Kornia's (see ``kornia_ops``)
+BACKENDS = ("engine", "kornia")
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise one clear ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"data.preprocess_backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
+    return backend
+
+
+def _ops(backend: str) -> tuple:
+    """(canny, color domain) functions of ``backend``."""
+    if backend == "kornia":
+        from pirec_lightning.preprocess.kornia_ops import kornia_canny_edges, kornia_color_domain
+
+        return kornia_canny_edges, kornia_color_domain
+    return canny_edges, color_domain
 
 
 @dataclass(frozen=True)
@@ -242,6 +262,8 @@ class Preprocessor(nn.Module):
             None: the mapping's ``enabled``, else True.
         seed: seed of the internal generator used when ``forward`` gets none (one per device);
             None: the mapping's ``seed``, else 0.
+        backend: ``engine`` (default) or ``kornia`` (Canny, median and K-means from Kornia;
+            see :mod:`pirec_lightning.preprocess.kornia_ops`).
 
     Shape:
         - images: (B, 3, H, W) in [0, 1]
@@ -260,10 +282,12 @@ class Preprocessor(nn.Module):
         confusion: ConfusionConfig | Mapping | None = None,
         enabled: bool | None = None,
         seed: int | None = None,
+        backend: str = "engine",
     ) -> None:
         super().__init__()
         if image_size is not None and image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {image_size}")
+        self.backend = check_backend(backend)
         self.image_size = int(image_size) if image_size is not None else None
         saved = confusion if isinstance(confusion, Mapping) else {}
         if enabled is None:
@@ -332,9 +356,10 @@ class Preprocessor(nn.Module):
             drawn = evaluation_confusion(batch, config, size, device=device)
         params = {**drawn, **_fixed_params(params or {}, drawn)}
 
+        canny, make_color_domain = _ops(self.backend)
         result = {"image": images}
         if "edge" in outputs:
-            edge = canny_edges(images, params["canny_sigma"].to(images.dtype))
+            edge = canny(images, params["canny_sigma"].to(images.dtype))
             if training:
                 edge = edge_dropout(edge, config.edge_dropout, generator=forks["edge"])
             result["edge"] = edge
@@ -349,7 +374,7 @@ class Preprocessor(nn.Module):
             )
             result["mask"] = masks.to(images.dtype)
         if "color_domain" in outputs:
-            result["color_domain"] = color_domain(
+            result["color_domain"] = make_color_domain(
                 images,
                 params["median_kernel"],
                 params["k"],
@@ -388,4 +413,4 @@ class Preprocessor(nn.Module):
         return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
 
     def extra_repr(self) -> str:
-        return f"image_size={self.image_size}, enabled={self.enabled}, seed={self.seed}, confusion={asdict(self.confusion)}"
+        return f"image_size={self.image_size}, enabled={self.enabled}, seed={self.seed}, backend={self.backend!r}, confusion={asdict(self.confusion)}"
