@@ -83,6 +83,8 @@ class Reconstructor(pl.LightningModule):
         self.confusion = self.preprocessor.confusion
         self.image_size = image_size
         self.edge_polarity = edge_polarity
+        #: the training data settings of a checkpoint (``pirec evaluate`` finds its test split)
+        self.data_settings: dict[str, Any] = {}
         self.requires_grad_(False)
         self.eval()
 
@@ -141,6 +143,7 @@ class Reconstructor(pl.LightningModule):
             image_size=data.get("image_size"),
             preprocess_backend=data.get("preprocess_backend", "engine"),
         )
+        model.data_settings = dict(data)
         return model.to(_default_device(device))
 
     @classmethod
@@ -188,7 +191,12 @@ class Reconstructor(pl.LightningModule):
             final = self.refiner(torch.cat([first, edge], dim=1))
         return final[..., :height, :width], first[..., :height, :width]
 
-    def _run(self, edge: Tensor, color: Tensor, refine: bool) -> tuple[Tensor, Tensor]:
+    def reconstruct_tensors(
+        self, edge: Tensor, color: Tensor, refine: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """``(final, first stage)`` (B, 3, H, W) float32 in [0, 1] from edge (B, 1, H, W) in
+        {0, 1} and color (B, 3, H, W) in [0, 1] as they are (no conversion, no polarity): on this
+        model's device, ``inference_mode``, autocast on CUDA."""
         if edge.shape[0] != color.shape[0] or edge.shape[-2:] != color.shape[-2:]:
             raise ValueError(
                 f"edge {tuple(edge.shape)} and color {tuple(color.shape)} must share batch "
@@ -236,7 +244,7 @@ class Reconstructor(pl.LightningModule):
         """
         edge_batch = to_edge_batch(edge, edge_polarity or self.edge_polarity)
         color_batch = to_image_batch(color)
-        final, first = self._run(edge_batch, color_batch, refine)
+        final, first = self.reconstruct_tensors(edge_batch, color_batch, refine)
         if return_preliminary:
             return to_output(final, output_type), to_output(first, output_type)
         return to_output(final, output_type)
@@ -282,7 +290,7 @@ class Reconstructor(pl.LightningModule):
         """Reconstruct photos from their own edge and color domain (:meth:`photo_inputs`), as
         :meth:`reconstruct` does; ``image`` takes the same kinds of input as its ``color``."""
         edge, color = self.photo_inputs(image, sigma, median_kernel, k, second_median_kernel, seed)
-        final, first = self._run(edge, color, refine)
+        final, first = self.reconstruct_tensors(edge, color, refine)
         if return_preliminary:
             return to_output(final, output_type), to_output(first, output_type)
         return to_output(final, output_type)
