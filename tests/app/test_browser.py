@@ -13,9 +13,10 @@ from tests.app.conftest import SIZE
 pytestmark = pytest.mark.browser
 
 
-def chromium_path() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
     """``$PIREC_CHROMIUM`` or Debian's ``chromium`` on PATH; skips (with the reason printed)
-    when there is none, or when Playwright is missing."""
+    before the app is started when there is none, or when Playwright is missing."""
     reasons = []
     try:
         import playwright.sync_api  # noqa: F401
@@ -33,13 +34,12 @@ def chromium_path() -> str:
     return found
 
 
-def test_draw_a_stroke_and_generate(served_app) -> None:
+def test_draw_a_stroke_and_generate(chromium: str, served_app) -> None:
     from playwright.sync_api import sync_playwright
 
-    executable = chromium_path()
     _, url = served_app
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True)
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
