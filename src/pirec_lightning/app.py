@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pirec_lightning.inference import Reconstructor
     from pirec_lightning.pairs import Pair
 
-__all__ = ["MAX_UPLOAD", "AppError", "SketchHandlers", "build_app", "launch"]
+__all__ = ["MAX_UPLOAD", "AppError", "SketchHandlers", "build_app", "launch", "require_gradio"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,12 @@ class AppError(ValueError):
     """A problem the page reports as one line (no model, empty canvas, no refinement stage)."""
 
 
-def _gradio() -> Any:
+def require_gradio() -> Any:
+    """The ``gradio`` module, with analytics off.
+
+    Raises:
+        ImportError: Gradio is not installed (the message says how to install it).
+    """
     # analytics off before Gradio reads its environment at import
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     try:
@@ -230,7 +235,7 @@ def build_app(
             :func:`~pirec_lightning.sketch.default_example_roots`.
         source: where the model came from, shown in the page.
     """
-    gr = _gradio()
+    gr = require_gradio()
     handlers = SketchHandlers(reconstructor, source)
     if examples is None:
         examples = find_examples(default_example_roots())
