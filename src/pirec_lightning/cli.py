@@ -1,4 +1,4 @@
-"""The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export``.
+"""The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export | app``.
 
 Each subcommand is a pair of small functions: ``add_<name>(commands)`` declares its arguments
 and ``run_<name>(args)`` does the work with lazy imports (``pirec --help`` stays fast). To add a
@@ -50,9 +50,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ reconstruct
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--checkpoint | --pirec-generator [--pirec-refiner], --device (shared by subcommands)."""
-    model = parser.add_mutually_exclusive_group(required=True)
+    model = parser.add_mutually_exclusive_group(required=required)
     model.add_argument("--checkpoint", help="a generating or refinement checkpoint (.ckpt)")
     model.add_argument("--pirec-generator", help="original PI-REC G_Model_gen_*.pth")
     parser.add_argument("--pirec-refiner", help="original PI-REC R_Model_gen_*.pth (refinement)")
@@ -239,8 +239,54 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- app
+def add_app(commands) -> None:
+    parser = _parser(
+        commands,
+        "app",
+        "a browser sketch-to-image app (Gradio, the `app` extra): draw, Generate, Refine",
+        [
+            "pirec app --checkpoint runs/x/refinement/checkpoints/last.ckpt",
+            "pirec app --pirec-generator G_Model_gen_1.pth --pirec-refiner R_Model_gen_1.pth",
+            "pirec app --checkpoint last.ckpt --port 7861",
+            "pirec app   # opens without a model and says what to pass",
+        ],
+    )
+    add_model_arguments(parser, required=False)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    parser.set_defaults(run=run_app)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from pirec_lightning.app import build_app, launch, require_gradio
+
+    if args.pirec_refiner is not None and args.pirec_generator is None:
+        raise ValueError("--pirec-refiner goes with --pirec-generator")
+    try:
+        require_gradio()  # before loading a model, so a missing extra fails at once
+    except ImportError as error:
+        raise ValueError(str(error)) from error
+    with_model = args.checkpoint is not None or args.pirec_generator is not None
+    model = load_reconstructor(args) if with_model else None
+    source = str(args.checkpoint or args.pirec_generator or "")
+    try:
+        launch(build_app(model, source=source), host=args.host, port=args.port)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise ValueError(
+            f"cannot serve on {args.host}:{args.port}: {error}; try another --port"
+        ) from error
+    return 0
+
+
 #: every subcommand, in the order of ``pirec --help``
-SUBCOMMANDS: list[Callable[..., None]] = [add_train, add_reconstruct, add_evaluate, add_export]
+SUBCOMMANDS: list[Callable[..., None]] = [
+    add_train,
+    add_reconstruct,
+    add_evaluate,
+    add_export,
+    add_app,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
