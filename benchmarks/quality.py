@@ -34,7 +34,7 @@ from torchvision.utils import save_image
 
 from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.data.datamodule import IndexedDataset
-from pirec_lightning.data.extra_val import NpzImageDataset
+from pirec_lightning.data.npz import NpzImageDataset
 from pirec_lightning.phases import RefinementPhase
 from pirec_lightning.phases.samples import sample_grid
 from pirec_lightning.phases.validation import lpips_metric, set_metrics

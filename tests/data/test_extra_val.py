@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from pirec_lightning.config import ConfigError
-from pirec_lightning.data.extra_val import NpzImageDataset, check_extra_val
+from pirec_lightning.data.extra_val import check_extra_val
 from pirec_lightning.phases.validation import lpips_metric
 from pirec_lightning.train import train
 
@@ -28,18 +28,6 @@ def _write_folder(folder: Path, n: int = 3) -> Path:
     for i in range(n):
         Image.fromarray(rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     return folder
-
-
-def test_npz_dataset_resizes_and_limits(tmp_path: Path) -> None:
-    path = _write_npz(tmp_path / "set.npz")
-    data = NpzImageDataset(path, 32, limit=2)
-    assert len(data) == 2
-    image = data[1]
-    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
-    assert image.min() >= 0 and image.max() <= 1
-    same_size = NpzImageDataset(path, 40)[0]
-    raw = np.load(path)["images"][0]
-    torch.testing.assert_close(same_size, torch.from_numpy(raw).permute(2, 0, 1).float() / 255)
 
 
 def test_check_extra_val_one_line_errors(tmp_path: Path) -> None:
@@ -99,6 +87,7 @@ def test_extra_val_sets_are_logged_with_grids(make_cfg, tmp_path: Path) -> None:
 
 def test_lpips_skips_cleanly_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIREC_OFFLINE", "1")
+    monkeypatch.setenv("PIREC_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     metric, reason = lpips_metric()
     assert metric is None
@@ -108,14 +97,16 @@ def test_lpips_skips_cleanly_offline(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_lpips_is_logged_when_its_weights_are_there(
     make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A (random) AlexNet file where torchvision caches it stands in for the real download."""
+    """An AlexNet weights file (random values) given the way ``pirec evaluate --lpips-weights``
+    takes it stands in for the real download; validation then logs real LPIPS values."""
     import torchvision
 
-    url = torchvision.models.AlexNet_Weights.DEFAULT.url
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    torch.save(torchvision.models.alexnet().state_dict(), folder / url.rsplit("/", 1)[-1])
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    from pirec_lightning import evaluate
+
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet().state_dict(), weights)
+    find = evaluate.optional_metrics
+    monkeypatch.setattr(evaluate, "optional_metrics", lambda: find(lpips_weights=weights))
     cfg = make_cfg(
         "phase=imitation", "debug=tiny", "trainer.max_steps=2", output_dir=tmp_path / "r"
     )

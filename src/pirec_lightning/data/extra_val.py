@@ -20,53 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
-
-__all__ = ["NpzImageDataset", "check_extra_val", "load_npz_images"]
+__all__ = ["check_extra_val"]
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 KEYS = ("root", "image_size", "limit")
-
-
-def load_npz_images(path: str | Path, limit: int | None = None) -> np.ndarray:
-    """The ``images`` array (N, H, W, 3) uint8 of an ``.npz`` file (the first ``limit``)."""
-    with np.load(Path(path).expanduser()) as data:
-        if "images" not in data:
-            raise ValueError(f"{path} holds no 'images' array (found {', '.join(data.files)})")
-        images = data["images"]
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(
-            f"{path}: 'images' must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
-        )
-    return images[:limit] if limit is not None else images
-
-
-class NpzImageDataset(Dataset):
-    """Images of an ``.npz`` (``images`` uint8 (N, H, W, 3), RGB on white) as (3, S, S) floats
-    in [0, 1], center-cropped and resized like :class:`~pirec_lightning.data.FolderImageDataset`.
-    """
-
-    def __init__(self, path: str | Path, image_size: int, limit: int | None = None) -> None:
-        self.images = load_npz_images(path, limit)
-        self.image_size = int(image_size)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        array = self.images[index]
-        height, width = array.shape[:2]
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
-        image = Image.fromarray(array[top : top + side, left : left + side])
-        if side != self.image_size:
-            image = image.resize(
-                (self.image_size, self.image_size), Image.Resampling.LANCZOS, reducing_gap=3.0
-            )
-        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
 
 
 def check_extra_val(extra_val: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:

@@ -3,20 +3,18 @@
 LPIPS, for the output and for each reference image of the phase (the no-learning baseline;
 refinement's preliminary image).
 
-LPIPS (torchmetrics, AlexNet backbone) needs torchvision's ImageNet AlexNet weights. They are
-looked for in the torch hub cache and downloaded unless ``PIREC_OFFLINE`` is set; when they
-cannot be had, validation goes on without LPIPS and says so in one line. The LPIPS networks live
+LPIPS (torchmetrics, AlexNet backbone) needs torchvision's ImageNet AlexNet weights, found as
+``pirec evaluate`` finds them (``$PIREC_WEIGHTS_DIR``, the torch hub cache, else a download unless
+``PIREC_OFFLINE`` is set); when they cannot be had, validation goes on without LPIPS and says so
+in one line. The LPIPS networks live
 outside the module tree, so checkpoints never hold them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
@@ -45,27 +43,14 @@ def prefix_of(name: str | None) -> str:
 
 
 def lpips_metric() -> tuple[Any | None, str | None]:
-    """torchmetrics' LPIPS (AlexNet, inputs in [0, 1]) or ``(None, why not)``."""
-    try:
-        import torchvision
-        from torchmetrics.image import LearnedPerceptualImagePatchSimilarity
-    except ImportError as error:  # pragma: no cover - both are core dependencies
-        return None, f"LPIPS unavailable: {error}"
-    url = torchvision.models.AlexNet_Weights.DEFAULT.url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-    if not cached.is_file() and os.environ.get("PIREC_OFFLINE"):
-        return (
-            None,
-            f"LPIPS skipped: AlexNet weights not in {cached.parent} and PIREC_OFFLINE is set",
-        )
-    try:
-        metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True)
-    except Exception as error:  # noqa: BLE001 - any download failure: validate without LPIPS
-        reason = " ".join(str(error).split())[:160]
-        return (
-            None,
-            f"LPIPS skipped: AlexNet weights unavailable ({type(error).__name__}: {reason})",
-        )
+    """torchmetrics' LPIPS (AlexNet, inputs in [0, 1]) or ``(None, why not)``, with the weights
+    found as ``pirec evaluate`` finds them (:func:`pirec_lightning.evaluate.optional_metrics`)."""
+    from pirec_lightning.evaluate import optional_metrics
+
+    factories, skipped = optional_metrics()
+    if "lpips" not in factories:
+        return None, skipped["lpips"]
+    metric = factories["lpips"]()
     metric.requires_grad_(False)
     return metric, None
 

@@ -77,7 +77,9 @@ class VGG19Features(nn.Module):
             )
         self.vgg_input = vgg_input
         path = resolve_vgg19_weights(weights_path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from pirec_lightning.checkpoints import load_weights_only
+
+        state = load_weights_only(path, "VGG19 weights")
         features = make_layers(cfgs["E"])
         features.load_state_dict(
             {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
