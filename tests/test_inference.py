@@ -29,8 +29,9 @@ def test_refinement_checkpoint_gives_both_stages_with_its_weights(tiny_run, refi
     torch.testing.assert_close(
         refinement.generator.encoder[1].weight, state["preliminary_generator.encoder.1.weight"]
     )
+    # the default refinement paints a correction: its generator sits in a ResidualRefiner
     torch.testing.assert_close(
-        refinement.refiner.encoder[1].weight, state["generator.encoder.1.weight"]
+        refinement.refiner.generator.encoder[1].weight, state["generator.encoder.1.weight"]
     )
     edge, color = inputs()
     final, first = refinement.reconstruct(edge, color, return_preliminary=True)

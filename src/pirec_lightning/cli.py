@@ -189,6 +189,13 @@ def add_evaluate(commands) -> None:
     parser.add_argument("-O", "--output-dir", default="evaluation", help="default: evaluation/")
     parser.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
     parser.add_argument("--fid-weights", help="Inception weights file for FID (torch-fidelity)")
+    parser.add_argument(
+        "--edges",
+        default="canny",
+        choices=("canny", "drawn", "drawn-as-is"),
+        help="canny (default); drawn: a synthetic drawn-lines set (3-px strokes, one per outline) "
+        "fed thinned (edge_style=drawn); drawn-as-is: the same strokes unthinned",
+    )
     parser.set_defaults(run=run_evaluate)
 
 
@@ -215,7 +222,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         raise ValueError("original PI-REC weights have no test split: pass --input-dir")
     report, grid = evaluate(
-        model, images, args.batch_size, args.limit, args.seed, args.lpips_weights, args.fid_weights
+        model,
+        images,
+        args.batch_size,
+        args.limit,
+        args.seed,
+        args.lpips_weights,
+        args.fid_weights,
+        edges=args.edges,
     )
     report = {"model": args.checkpoint or args.pirec_generator, "source": source, **report}
     json_path, grid_path = write_report(report, grid, args.output_dir)

@@ -166,6 +166,10 @@ class Reconstructor(pl.LightningModule):
         if phase == "refinement":
             first = build_generator(settings, _prefixed(state, "preliminary_generator."), source)
             refiner = build_generator(settings, _prefixed(state, "generator."), source)
+            if hparams.get("residual"):  # trained to paint a correction of the first stage
+                from pirec_lightning.models.networks.residual import ResidualRefiner
+
+                refiner = ResidualRefiner(refiner)
         else:
             first, refiner = build_generator(settings, _prefixed(state, "generator."), source), None
         data = checkpoint.get("datamodule_hyper_parameters") or {}

@@ -150,6 +150,8 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     model = build_phase(cfg)
     if init_from is not None and cfg.get("ckpt_path") is None:
         copied = init_from_checkpoint(model, init_from)
+        if hasattr(model, "after_init_from"):  # a residual refinement starts as the identity
+            model.after_init_from(init_from)
         log.info("%s: weights from %s (%s)", cfg.phase.name, init_from, copied)
     elif cfg.phase.name != "imitation" and cfg.get("ckpt_path") is None:
         warnings.warn(

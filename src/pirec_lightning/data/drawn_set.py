@@ -20,9 +20,9 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor
-from pirec_lightning.preprocess.drawn import drawn_lines
+from pirec_lightning.preprocess.drawn import drawn_lines, prepare_edges
 
-__all__ = ["drawn_set_inputs", "write_drawn_set"]
+__all__ = ["drawn_edges_for", "drawn_set_inputs", "write_drawn_set"]
 
 
 @torch.no_grad()
@@ -59,6 +59,21 @@ def drawn_set_inputs(
         images, stroke_radius=stroke_radius, threshold=threshold, regions=made["color_domain"]
     )
     return {"image": images, "edge": edge, "color_domain": made["color_domain"]}
+
+
+def drawn_edges_for(images: Tensor, color_domain: Tensor, edge_style: str = "drawn") -> Tensor:
+    """The synthetic drawn-lines edge map of ``images`` (3-pixel strokes along the dark contours
+    and the boundaries of ``color_domain``) as the model gets it with ``edge_style``.
+
+    Args:
+        images: (B, 3, S, S) in [0, 1].
+        color_domain: (B, 3, S, S) in [0, 1], the images' colour domain.
+        edge_style: ``drawn`` thins the strokes to 1 pixel; ``canny`` leaves them as drawn.
+
+    Returns:
+        (B, 1, S, S) in {0, 1}.
+    """
+    return prepare_edges(drawn_lines(images, regions=color_domain), edge_style)
 
 
 def write_drawn_set(

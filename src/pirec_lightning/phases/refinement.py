@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from pirec_lightning.models.networks.residual import add_correction
 from pirec_lightning.phases.base import PhaseModule
 
 
@@ -19,6 +20,13 @@ class RefinementPhase(PhaseModule):
 
     Batch keys used: ``image``, ``edge`` and ``color_domain``. Validation also reports the
     preliminary image's metrics (``val/psnr_preliminary``...).
+
+    With ``residual=True`` (phase option ``phase.module.residual``) the generator paints a
+    correction instead of the image: ``final = clamp(preliminary + 2 * generator(x) - 1, 0, 1)``,
+    and when the phase starts from a generating checkpoint the generator's last convolution is
+    zeroed, so the refinement starts as the identity (stage 2 = stage 1) and training can only
+    move it where the losses say it improves. PI-REC's own refinement (``residual=False``) must
+    first learn to repaint its input through the instance-normalized encoder.
     """
 
     name = "refinement"
@@ -31,6 +39,24 @@ class RefinementPhase(PhaseModule):
         self.preliminary_generator: nn.Module = copy.deepcopy(self.generator)
         self.preliminary_generator.requires_grad_(False)
         self.preliminary_generator.eval()
+
+    @property
+    def residual(self) -> bool:
+        return bool(self.hparams.get("residual", False))
+
+    def forward(self, image: Tensor, edge: Tensor) -> Tensor:
+        output = super().forward(image, edge)
+        return add_correction(image, output) if self.residual else output
+
+    def after_init_from(self, path: str) -> None:
+        """Start a residual refinement from a generating checkpoint as the identity."""
+        source = torch.load(path, map_location="cpu", weights_only=True).get("pirec_phase")
+        if self.residual and source == "generating":
+            last = [m for m in self.generator.modules() if isinstance(m, nn.Conv2d)][-1]
+            with torch.no_grad():
+                last.weight.zero_()
+                if last.bias is not None:
+                    last.bias.zero_()
 
     def train(self, mode: bool = True) -> RefinementPhase:
         super().train(mode)
