@@ -29,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train", help="train a phase; takes Hydra overrides, e.g. phase=imitation debug=tiny"
     )
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # everything after `train` is Hydra's (-m, --cfg job, --help, overrides): argparse's
+        # REMAINDER rejects a leading flag, so hand it over untouched
+        return _train(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "train":
         return _train(args.overrides)

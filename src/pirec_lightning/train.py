@@ -20,8 +20,9 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pirec_lightning.config import ConfigError, config_dir, validate_config
+from pirec_lightning.config import config_dir, validate_config
 from pirec_lightning.data import PIRECDataModule
+from pirec_lightning.errors import ConfigError, PirecError, report
 from pirec_lightning.phases import PhaseModule, init_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -262,14 +263,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 def _run(cfg: DictConfig) -> float | None:
     try:
         metrics, _ = train(cfg)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except PirecError as error:
+        sys.exit(report(error))
     return metrics.get("val/psnr", metrics.get("refinement/val/psnr"))
 
 
 def main() -> float | None:
     """``python train.py [overrides]``: train and return ``val/psnr`` for Hydra sweepers."""
+    from pirec_lightning.config_checks import prepare_overrides
+
+    try:  # Hydra's own errors about the command line, as one line
+        sys.argv[1:] = prepare_overrides(sys.argv[1:])
+    except PirecError as error:
+        sys.exit(report(error))
     # built here, not at import: importing this module must work without a conf/ folder
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_run)
     return app()
