@@ -31,6 +31,26 @@ __all__ = [
 
 STAGES = ("fit", "validate", "test", "predict")
 OUTPUTS = ("edge", "mask", "color_domain")
+#: ``engine``: this package's batched ops; ``kornia``: Kornia's (see ``kornia_ops``)
+BACKENDS = ("engine", "kornia")
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise one clear ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"data.preprocess_backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
+    return backend
+
+
+def _ops(backend: str) -> tuple:
+    """(canny, color domain) functions of ``backend``."""
+    if backend == "kornia":
+        from pirec_lightning.preprocess.kornia_ops import kornia_canny_edges, kornia_color_domain
+
+        return kornia_canny_edges, kornia_color_domain
+    return canny_edges, color_domain
 
 
 @dataclass(frozen=True)
@@ -216,6 +236,8 @@ class Preprocessor(nn.Module):
         confusion: a :class:`ConfusionConfig`, a mapping of its fields, or None for defaults.
         enabled: draw hyperparameters per sample in training (False: fixed evaluation values).
         seed: seed of the internal generator used when ``forward`` gets none (one per device).
+        backend: ``engine`` (default) or ``kornia`` (Canny, median and K-means from Kornia;
+            see :mod:`pirec_lightning.preprocess.kornia_ops`).
 
     Shape:
         - images: (B, 3, H, W) in [0, 1]
@@ -234,10 +256,12 @@ class Preprocessor(nn.Module):
         confusion: ConfusionConfig | Mapping | None = None,
         enabled: bool = True,
         seed: int = 0,
+        backend: str = "engine",
     ) -> None:
         super().__init__()
         if image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {image_size}")
+        self.backend = check_backend(backend)
         self.image_size = int(image_size)
         self.confusion = ConfusionConfig.from_any(confusion)
         self.enabled = enabled
@@ -293,9 +317,10 @@ class Preprocessor(nn.Module):
         else:
             params = evaluation_confusion(batch, config, self.image_size, device=device)
 
+        canny, make_color_domain = _ops(self.backend)
         result = {"image": images}
         if "edge" in outputs:
-            edge = canny_edges(images, params["canny_sigma"].to(images.dtype))
+            edge = canny(images, params["canny_sigma"].to(images.dtype))
             if training:
                 edge = edge_dropout(edge, config.edge_dropout, generator=forks["edge"])
             result["edge"] = edge
@@ -310,7 +335,7 @@ class Preprocessor(nn.Module):
             )
             result["mask"] = masks.to(images.dtype)
         if "color_domain" in outputs:
-            result["color_domain"] = color_domain(
+            result["color_domain"] = make_color_domain(
                 images,
                 params["median_kernel"],
                 params["k"],
@@ -349,4 +374,4 @@ class Preprocessor(nn.Module):
         return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
 
     def extra_repr(self) -> str:
-        return f"image_size={self.image_size}, enabled={self.enabled}, seed={self.seed}, confusion={asdict(self.confusion)}"
+        return f"image_size={self.image_size}, enabled={self.enabled}, seed={self.seed}, backend={self.backend!r}, confusion={asdict(self.confusion)}"
