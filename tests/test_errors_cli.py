@@ -67,8 +67,8 @@ def test_hydra_errors_become_one_line(overrides, expected):
 
 
 def test_paths_hydra_cannot_lex_are_quoted():
-    args = ["-m", "data.root=/x/é"]
-    assert prepare_overrides(args) == args  # a multirun is Hydra's to parse
+    sweep = ["-m", "data.root=/x/é", "model.optimizer.lr=1e-4,2e-4"]
+    assert prepare_overrides(sweep) == ["-m", 'data.root="/x/é"', sweep[2]]  # sweeps stay
     prepared = prepare_overrides(["data=folder", "data.root=~/mes photos/é", "debug=tiny"])
     assert prepared[1] == 'data.root="~/mes photos/é"'
     assert prepare_overrides(["data.root=/plain/path"]) == ["data.root=/plain/path"]

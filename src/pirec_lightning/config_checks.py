@@ -153,8 +153,9 @@ def _check_node(node: Any, path: str, ignore: set[str] = frozenset()) -> None:
             own = {str(k) for k in node if not str(k).startswith("_")} - ignore
             for key in sorted(own - accepted):
                 raise ConfigError(
-                    f"unknown config key {path}.{key} ({target} does not take it): "
-                    f"{_closest(key, sorted(accepted - {'self'}), path + '.')}"
+                    f"unknown config key {path}.{key}: "
+                    f"{_closest(key, sorted(accepted - {'self'}), path + '.')} "
+                    f"({target} does not take {key})"
                 )
     for key in node:
         child = node._get_node(key)
@@ -187,6 +188,12 @@ def check_runtime(cfg: DictConfig) -> None:
     """
     import torch
 
+    bad = cfg.get("max_bad_steps")
+    if bad is not None and (isinstance(bad, bool) or not isinstance(bad, int) or bad < 1):
+        raise ConfigError(
+            f"max_bad_steps must be a positive integer (consecutive NaN/inf steps before "
+            f"training stops), got {bad!r}"
+        )
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(

@@ -20,6 +20,15 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pirec_lightning.checkpoints import (
+    DONE_FILE,
+    AtomicCheckpointIO,
+    check_resume_checkpoint,
+    find_resume_point,
+    finish_phase,
+    mark_finished,
+    read_checkpoint,
+)
 from pirec_lightning.config import config_dir, validate_config
 from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.errors import ConfigError, PirecError, report
@@ -42,6 +51,8 @@ def build_phase(cfg: DictConfig, **overrides: Any) -> PhaseModule:
     weights from ``cfg.loss``; buildable without a Trainer."""
     options = _container(cfg.phase.module)
     phase_class = get_class(options.pop("_target_"))
+    if cfg.get("max_bad_steps") is not None:
+        options["max_bad_steps"] = int(cfg.max_bad_steps)
     # plain dicts, so the module saves them as hyperparameters and rebuilds from a checkpoint
     return phase_class(
         model=_container(cfg.model), loss=_container(cfg.loss), **options, **overrides
@@ -77,6 +88,8 @@ def build_trainer(
 ) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with ``max_steps`` converted to optimizer steps."""
     kwargs: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    if cfg.trainer.get("plugins") is None:  # atomic saves, weights-only loads
+        kwargs["plugins"] = [AtomicCheckpointIO()]
     max_steps = cfg.trainer.get("max_steps")
     if max_steps is not None and max_steps > 0:
         kwargs["max_steps"] = int(max_steps) * steps_per_batch
@@ -122,9 +135,7 @@ def _check_init_from(cfg: DictConfig) -> None:
             "set init_from=<generating run>/checkpoints/last.ckpt (or use phase=all)"
         )
     if phase == "refinement" and init_from is not None:
-        import torch
-
-        source = torch.load(init_from, map_location="cpu", weights_only=True).get("pirec_phase")
+        source = read_checkpoint(init_from, "init_from").get("pirec_phase")
         if source not in ("generating", "refinement"):
             raise ConfigError(
                 f"refinement starts from a generating checkpoint, but {init_from} comes from "
@@ -135,6 +146,29 @@ def _check_init_from(cfg: DictConfig) -> None:
 def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train the single phase ``cfg.phase.name`` (see :func:`train`)."""
     validate_config(cfg)
+    output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")).expanduser()
+    if cfg.get("ckpt_path") is None:  # the same run dir again: resume, or say it is finished
+        checkpoints = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
+        resume, done = find_resume_point(
+            output_dir, checkpoints or output_dir / "checkpoints", cfg.trainer.get("max_steps"), 2
+        )
+        if done is not None:
+            log.info("%s already finished in %s (%s)", cfg.phase.name, output_dir, DONE_FILE)
+            log.info("raise trainer.max_steps to train it further, or choose a new hydra.run.dir")
+            return done, {
+                "cfg": cfg,
+                "model": None,
+                "trainer": None,
+                "loggers": [],
+                "last_ckpt": str(Path(checkpoints or output_dir / "checkpoints") / "last.ckpt"),
+                "finished_before": True,
+            }
+        if resume is not None:
+            log.info("%s: resuming from %s", cfg.phase.name, resume)
+            cfg = copy.deepcopy(cfg)
+            with open_dict(cfg):
+                cfg.ckpt_path = resume
+    log.info("run dir: %s", output_dir)
     init_from = cfg.get("init_from")
     _check_init_from(cfg)
     _check_vgg(cfg)
@@ -143,6 +177,8 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     datamodule = build_datamodule(cfg)
     model = build_phase(cfg)
+    if cfg.get("ckpt_path") is not None:
+        check_resume_checkpoint(cfg.ckpt_path, model, cfg.phase.name)
     if init_from is not None and cfg.get("ckpt_path") is None:
         copied = init_from_checkpoint(model, init_from)
         log.info("%s: weights from %s (%s)", cfg.phase.name, init_from, copied)
@@ -169,6 +205,9 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     last = _save_final_checkpoint(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    finish_phase(trainer, model, last, output_dir)  # diverged or interrupted: never handed on
+    mark_finished(output_dir, cfg.phase.name, metrics, trainer)
+    log.info("run dir: %s (last checkpoint %s)", output_dir, last)
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
@@ -179,9 +218,6 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "last_ckpt": last,
     }
     return metrics, objects
-
-
-DONE_FILE = "finished.json"
 
 
 def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
@@ -228,7 +264,6 @@ def train_all(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             stage_metrics, stage_objects = train_phase(stage)
             objects["phases"][name] = stage_objects
             _finish_wandb(stage_objects["loggers"])
-            done.write_text(json.dumps({"phase": name, "metrics": stage_metrics}, indent=2))
         metrics.update({f"{name}/{k}": v for k, v in stage_metrics.items()})
         previous = str(last)
     objects["last_ckpt"] = previous

@@ -17,7 +17,6 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS
 from pirec_lightning.data.augment import build_augmentation
 from pirec_lightning.data.cache import (
     CachedImages,
@@ -25,6 +24,7 @@ from pirec_lightning.data.cache import (
     check_cache_mode,
     decode_all,
 )
+from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS
 from pirec_lightning.data.emoji import emoji_files
 from pirec_lightning.data.folder import FolderImageDataset, SharedCounter
 from pirec_lightning.data.scan import scan_images, usable_images
