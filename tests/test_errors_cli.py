@@ -86,6 +86,10 @@ def test_paths_hydra_cannot_lex_are_quoted():
         (["data.confusion.val_median_kernel=4"], "odd"),
         (["data.confusion.edge_dropout=1.5"], "edge_dropout must be in [0, 1]"),
         (["max_bad_steps=0"], "max_bad_steps"),
+        (
+            ["data.augment.horizontal_flip.p=1.5"],
+            "data.augment.horizontal_flip.p must be in [0, 1]",
+        ),
     ],
 )
 def test_config_validation_names_the_key(make_cfg, overrides, key):

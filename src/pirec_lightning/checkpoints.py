@@ -35,6 +35,7 @@ __all__ = [
     "mark_finished",
     "read_checkpoint",
     "read_checkpoint_key",
+    "resume_run_dir",
 ]
 
 DONE_FILE = "finished.json"
@@ -257,3 +258,41 @@ def find_resume_point(
             return None, json.loads(done.read_text()).get("metrics", {})
     read_checkpoint(last, "the run dir's")  # unreadable: say so before Lightning does
     return str(last), None
+
+
+def resume_run_dir(cfg: Any, output_dir: Path) -> tuple[Any, dict[str, float] | None]:
+    """A single phase run into a run dir that holds one already: ``(cfg with ckpt_path=its
+    last.ckpt, None)`` to resume, ``(cfg with ckpt_path=last.ckpt, metrics)`` when it is
+    finished (and says so), ``(cfg, None)`` otherwise or when ``ckpt_path`` is given."""
+    import copy
+    import logging
+
+    from omegaconf import OmegaConf, open_dict
+
+    from pirec_lightning.phases import PhaseModule
+
+    if cfg.get("ckpt_path") is not None:
+        return cfg, None
+    checkpoints = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
+    checkpoints = Path(checkpoints) if checkpoints else output_dir / "checkpoints"
+    resume, done = find_resume_point(
+        output_dir, checkpoints, cfg.trainer.get("max_steps"), PhaseModule.optimizer_steps_per_batch
+    )
+    if resume is None and done is None:
+        return cfg, None
+    log = logging.getLogger("pirec_lightning.train")
+    name = cfg.phase.name
+    if done is not None:
+        log.info(
+            "%s already finished in %s (%s); raise trainer.max_steps to train it "
+            "further, or choose a new hydra.run.dir",
+            name,
+            output_dir,
+            DONE_FILE,
+        )
+    else:
+        log.info("%s: resuming from %s", name, resume)
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.ckpt_path = str(checkpoints / "last.ckpt")
+    return cfg, done

@@ -181,13 +181,22 @@ def check_known_keys(cfg: DictConfig) -> None:
 
 
 def check_runtime(cfg: DictConfig) -> None:
-    """What depends on this machine: an accelerator that is not there.
+    """What would otherwise fail after data loading: the augmentation settings,
+    ``max_bad_steps``, and an accelerator this machine does not have.
 
     Raises:
-        ConfigError: ``trainer.accelerator=gpu`` (``trainer=gpu``) without a CUDA device.
+        ConfigError: e.g. ``trainer.accelerator=gpu`` (``trainer=gpu``) without a CUDA device.
     """
     import torch
 
+    augment = cfg.data.get("augment")
+    if augment is not None:  # probabilities in [0, 1], known augmentations
+        from pirec_lightning.data.augment import build_augmentation
+
+        try:
+            build_augmentation(OmegaConf.to_container(augment, resolve=True))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(one_line(error)) from error
     bad = cfg.get("max_bad_steps")
     if bad is not None and (isinstance(bad, bool) or not isinstance(bad, int) or bad < 1):
         raise ConfigError(

@@ -24,12 +24,13 @@ from pirec_lightning.checkpoints import (
     DONE_FILE,
     AtomicCheckpointIO,
     check_resume_checkpoint,
-    find_resume_point,
     finish_phase,
     mark_finished,
     read_checkpoint,
+    resume_run_dir,
 )
 from pirec_lightning.config import config_dir, validate_config
+from pirec_lightning.console import generator_step_messages, note_overlays, with_progress_bar
 from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.errors import ConfigError, PirecError, report
 from pirec_lightning.phases import PhaseModule, init_from_checkpoint
@@ -147,28 +148,18 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train the single phase ``cfg.phase.name`` (see :func:`train`)."""
     validate_config(cfg)
     output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")).expanduser()
-    if cfg.get("ckpt_path") is None:  # the same run dir again: resume, or say it is finished
-        checkpoints = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
-        resume, done = find_resume_point(
-            output_dir, checkpoints or output_dir / "checkpoints", cfg.trainer.get("max_steps"), 2
-        )
-        if done is not None:
-            log.info("%s already finished in %s (%s)", cfg.phase.name, output_dir, DONE_FILE)
-            log.info("raise trainer.max_steps to train it further, or choose a new hydra.run.dir")
-            return done, {
-                "cfg": cfg,
-                "model": None,
-                "trainer": None,
-                "loggers": [],
-                "last_ckpt": str(Path(checkpoints or output_dir / "checkpoints") / "last.ckpt"),
-                "finished_before": True,
-            }
-        if resume is not None:
-            log.info("%s: resuming from %s", cfg.phase.name, resume)
-            cfg = copy.deepcopy(cfg)
-            with open_dict(cfg):
-                cfg.ckpt_path = resume
+    cfg, finished = resume_run_dir(cfg, output_dir)  # the same run dir again
+    if finished is not None:
+        return finished, {
+            "cfg": cfg,
+            "model": None,
+            "trainer": None,
+            "loggers": [],
+            "last_ckpt": cfg.ckpt_path,
+            "finished_before": True,
+        }
     log.info("run dir: %s", output_dir)
+    note_overlays(cfg)
     init_from = cfg.get("init_from")
     _check_init_from(cfg)
     _check_vgg(cfg)
@@ -189,11 +180,11 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             stacklevel=2,
         )
     steps_per_batch = model.optimizer_steps_per_batch
-    callbacks = build_callbacks(cfg, steps_per_batch)
+    callbacks = with_progress_bar(build_callbacks(cfg, steps_per_batch), cfg)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, steps_per_batch, callbacks, loggers)
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), generator_step_messages(steps_per_batch):
         # saving the post-step weights every N steps is what we want with manual optimization
         warnings.filterwarnings("ignore", "Using ModelCheckpoint with manual optimization")
         # refinement's frozen preliminary generator is in eval mode on purpose

@@ -27,7 +27,7 @@ from pirec_lightning.data.cache import (
 from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS
 from pirec_lightning.data.emoji import emoji_files
 from pirec_lightning.data.folder import FolderImageDataset, SharedCounter
-from pirec_lightning.data.scan import scan_images, usable_images
+from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
 from pirec_lightning.data.split import emoji_group_key, split_files
 from pirec_lightning.data.summary import check_splits, log_data_summary, report_late_failures
 from pirec_lightning.preprocess.confusion import Preprocessor
@@ -134,10 +134,10 @@ class PIRECDataModule(pl.LightningDataModule):
     def files(self) -> dict[str, list[Path]]:
         """The deterministic ``train``/``val``/``test`` file lists (computed once)."""
         if self._files is None:
-            report = None
             if self.root is None:
+                report = ScanReport(Path("the embedded emoji"), usable=emoji_files())
                 files = split_files(
-                    emoji_files(), self.hparams.split, self.hparams.split_seed, emoji_group_key
+                    report.usable, self.hparams.split, self.hparams.split_seed, emoji_group_key
                 )
             else:
                 report = scan_images(self.root, self.hparams.max_pixels, self.image_size)

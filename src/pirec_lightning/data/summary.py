@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def check_splits(
     files: dict[str, list[Path]],
     where: str,
-    report: ScanReport | None,
+    report: ScanReport,
     split: Sequence[float],
 ) -> dict[str, int]:
     """The data summary of a run; fails when the train or val split is empty.
@@ -27,7 +27,7 @@ def check_splits(
     Args:
         files: the ``train``/``val``/``test`` file lists.
         where: the folder (or "the embedded emoji") for messages.
-        report: the folder's scan (None for the embedded emoji).
+        report: the folder's scan (for the embedded emoji: all of them as usable).
         split: the configured fractions, for the message.
 
     Returns:
@@ -38,8 +38,8 @@ def check_splits(
     """
     usable = sum(len(v) for v in files.values())
     summary = {
-        "images_found": report.found if report is not None else usable,
-        "images_skipped": len(report.skipped) if report is not None else 0,
+        "images_found": report.found,
+        "images_skipped": len(report.skipped),
         **{f"images_{name}": len(v) for name, v in files.items()},
     }
     for name in ("train", "val"):
