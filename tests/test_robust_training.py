@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerStatus
 
-from pirec_lightning.checkpoints import (
+from pirec_lightning.checkpoint_io import (
     AtomicCheckpointIO,
     mark_finished,
     read_checkpoint,
@@ -94,7 +94,7 @@ def test_broken_checkpoints_are_one_line(make_cfg, tmp_path, imitation_ckpt):
     # pickled code is refused, not run
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": pl.Callback()}, evil)
-    with pytest.raises(CheckpointError, match="pickled code"):
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
         train(make_cfg("debug=tiny", f"ckpt_path={evil}"))
 
 

@@ -20,13 +20,12 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pirec_lightning.checkpoints import (
+from pirec_lightning.checkpoint_io import (
     DONE_FILE,
     AtomicCheckpointIO,
     check_resume_checkpoint,
     finish_phase,
     mark_finished,
-    read_checkpoint,
     resume_run_dir,
 )
 from pirec_lightning.config import config_dir, validate_config
@@ -136,7 +135,9 @@ def _check_init_from(cfg: DictConfig) -> None:
             "set init_from=<generating run>/checkpoints/last.ckpt (or use phase=all)"
         )
     if phase == "refinement" and init_from is not None:
-        source = read_checkpoint(init_from, "init_from").get("pirec_phase")
+        from pirec_lightning.checkpoints import load_weights_only
+
+        source = load_weights_only(init_from, "init_from checkpoint").get("pirec_phase")
         if source not in ("generating", "refinement"):
             raise ConfigError(
                 f"refinement starts from a generating checkpoint, but {init_from} comes from "

@@ -13,17 +13,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pirec_lightning.checkpoints import load_weights_only
 from pirec_lightning.errors import HandOverError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The model ``state_dict`` of a Lightning checkpoint (tensors only, on the CPU)."""
-    from pirec_lightning.checkpoints import read_checkpoint
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise HandOverError(f"init_from checkpoint does not exist: {path}")
-    checkpoint = read_checkpoint(path, "init_from")  # weights only, memory-mapped
+    checkpoint = load_weights_only(path, "init_from checkpoint")
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise HandOverError(f"{path} is not a Lightning checkpoint (no 'state_dict' in it)")
