@@ -124,7 +124,9 @@ def read_checkpoint(path: str | Path, role: str = "checkpoint") -> dict[str, Any
             local = Path(path_str.removeprefix("file://")).expanduser()
             if not local.is_file():
                 raise CheckpointError(f"{role} {local} does not exist; give a .ckpt file")
-            checkpoint = torch.load(local, map_location="cpu", weights_only=True, mmap=True)
+            # mmap needs torch's zip format; legacy files (e.g. the original PI-REC .pth) load whole
+            mmap = zipfile.is_zipfile(local)
+            checkpoint = torch.load(local, map_location="cpu", weights_only=True, mmap=mmap)
         else:
             with get_filesystem(path_str).open(path_str, "rb") as file:
                 checkpoint = torch.load(file, map_location="cpu", weights_only=True)

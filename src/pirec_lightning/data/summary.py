@@ -31,7 +31,8 @@ def check_splits(
         split: the configured fractions, for the message.
 
     Returns:
-        ``{"images_found", "images_skipped", "images_train", "images_val", "images_test"}``.
+        ``{"images_found", "images_skipped", "images_small", "images_train", "images_val",
+        "images_test"}`` (``images_small``: usable but smaller than ``data.image_size``).
 
     Raises:
         DataError: an empty train or val split, with the counts and what to do.
@@ -40,6 +41,7 @@ def check_splits(
     summary = {
         "images_found": report.found,
         "images_skipped": len(report.skipped),
+        "images_small": report.small,
         **{f"images_{name}": len(v) for name, v in files.items()},
     }
     for name in ("train", "val"):
@@ -58,10 +60,12 @@ def check_splits(
 def log_data_summary(trainer: Any, summary: dict[str, int], where: str) -> None:
     """Log the summary once and record it with the hyperparameters of every logger."""
     log.info(
-        "data: %d images found in %s, %d skipped; train %d, val %d, test %d",
+        "data: %d images found in %s, %d skipped, %d upscaled (smaller than data.image_size); "
+        "train %d, val %d, test %d",
         summary["images_found"],
         where,
         summary["images_skipped"],
+        summary["images_small"],
         summary["images_train"],
         summary["images_val"],
         summary["images_test"],
