@@ -135,7 +135,9 @@ class PIRECDataModule(pl.LightningDataModule):
         """The deterministic ``train``/``val``/``test`` file lists (computed once)."""
         if self._files is None:
             if self.root is None:
-                report = ScanReport(Path("the embedded emoji"), usable=emoji_files())
+                emoji = emoji_files()  # 72 px each
+                small = len(emoji) if self.image_size > 72 else 0
+                report = ScanReport(Path("the embedded emoji"), usable=emoji, small=small)
                 files = split_files(
                     report.usable, self.hparams.split, self.hparams.split_seed, emoji_group_key
                 )
