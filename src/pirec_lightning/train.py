@@ -164,10 +164,10 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     init_from = cfg.get("init_from")
     _check_init_from(cfg)
     _check_vgg(cfg)
+    datamodule = build_datamodule(cfg)
+    datamodule.files()  # scan the images now: a data problem stops before any training output
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
-
-    datamodule = build_datamodule(cfg)
     model = build_phase(cfg)
     if cfg.get("ckpt_path") is not None:
         check_resume_checkpoint(cfg.ckpt_path, model, cfg.phase.name)

@@ -125,6 +125,7 @@ class PIRECDataModule(pl.LightningDataModule):
         self._cached: dict[str, DeviceImages] = {}
         self._files: dict[str, list[Path]] | None = None
         self.summary: dict[str, int] = {}
+        self._summary_logged = False
         self.decode_failures = SharedCounter()  # files that go bad after the scan, all workers
         self._train_generators: dict[torch.device, torch.Generator] = {}
         # generator states from a checkpoint, applied when each device's generator is made
@@ -165,9 +166,10 @@ class PIRECDataModule(pl.LightningDataModule):
         return IndexedDataset(CachedImages(cached, indices_only=self.cache == "device"))
 
     def setup(self, stage: str | None = None) -> None:
-        if self._files is None:
-            self.files()
+        self.files()
+        if not self._summary_logged:  # once per run, however many stages set up
             log_data_summary(self.trainer, self.summary, str(self.root or "the embedded emoji"))
+            self._summary_logged = True
 
     def teardown(self, stage: str | None = None) -> None:
         report_late_failures(self.trainer, self.decode_failures.value)
