@@ -294,7 +294,12 @@ def build_app(
         with gr.Accordion("Extract edges and colors from a photo", open=False):
             with gr.Row():
                 photo = gr.Image(
-                    label="Photo", type="filepath", sources=["upload", "clipboard"], height=240
+                    label="Photo",
+                    type="filepath",
+                    image_mode=None,  # keep alpha: load_image composites it onto white
+                    sources=["upload", "clipboard"],
+                    height=240,
+                    elem_id="photo",
                 )
                 with gr.Column():
                     sigma = gr.Slider(
@@ -303,12 +308,18 @@ def build_app(
                     k = gr.Slider(step=1, label="K colors", **sliders["k"])
             photos = _emoji_photos()
             if photos:
-                gr.Examples([[p] for p in photos], inputs=[photo], label="Example photos (emoji)")
+                gr.Examples(
+                    [[p] for p in photos],
+                    inputs=[photo],
+                    label="Example photos (emoji)",
+                    elem_id="photo-examples",
+                )
         if examples:
             gr.Examples(
                 [[str(edge_file), str(color_file)] for _, edge_file, color_file in examples],
                 inputs=[edge, color],
                 label="PI-REC's example pairs (edge, color domain)",
+                examples_per_page=4,
             )
 
         model_queue = {"concurrency_limit": 1, "concurrency_id": "model"}
