@@ -133,7 +133,13 @@ def load_image(
     """
     if image_size <= 0:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
-    image = _to_rgb_on_white(decode_image(path, image_size, max_pixels))
+    return square_tensor(decode_image(path, image_size, max_pixels), image_size)
+
+
+def square_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
+    """A decoded image of any mode -> ``(3, S, S)`` float32 in [0, 1]: RGB on white, center
+    square, Lanczos resize to ``S = image_size`` (the steps of :func:`load_image` after decoding)."""
+    image = _to_rgb_on_white(image)
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2

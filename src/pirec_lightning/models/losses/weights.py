@@ -66,6 +66,7 @@ def resolve_vgg19_weights(
     download: bool = True,
     filename: str = VGG19_FILENAME,
     url: str = VGG19_URL,
+    verify: bool = True,
 ) -> Path:
     """Return the path of a verified VGG19 weight file, downloading it if needed.
 
@@ -75,6 +76,8 @@ def resolve_vgg19_weights(
             environment variable ``PIREC_OFFLINE=1`` is set).
         filename: file name looked up in ``$PIREC_WEIGHTS_DIR`` and the hub checkpoints folder.
         url: where to download it from.
+        verify: check the sha256 prefix in the file name (torchvision's convention; other
+            projects' names may carry other hashes).
 
     Raises:
         FileNotFoundError: ``path`` is given and does not exist.
@@ -85,7 +88,7 @@ def resolve_vgg19_weights(
         explicit = Path(path).expanduser()
         if not explicit.is_file():
             raise FileNotFoundError(f"VGG19 weights file {explicit} does not exist")
-        return _verify_hash(explicit)
+        return _verify_hash(explicit) if verify else explicit
 
     weights_dir = os.environ.get("PIREC_WEIGHTS_DIR")
     hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
@@ -94,7 +97,7 @@ def resolve_vgg19_weights(
     ]
     for candidate in candidates:
         if candidate.is_file():
-            return _verify_hash(candidate)
+            return _verify_hash(candidate) if verify else candidate
 
     target = hub_dir / filename
     if _offline():
@@ -104,7 +107,7 @@ def resolve_vgg19_weights(
     else:
         try:
             _download(url, target)
-            return _verify_hash(target)
+            return _verify_hash(target) if verify else target
         except (OSError, RuntimeError) as err:  # URLError, timeouts and torch.hub errors
             if target.is_file():
                 target.unlink()
