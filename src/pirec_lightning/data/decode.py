@@ -73,7 +73,7 @@ def to_srgb(image: Image.Image) -> Image.Image:
 
 
 def decode_image(
-    path: str | Path, image_size: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | Path, image_size: int | None, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
     """Decode ``path`` fully, upright and in sRGB where it was CMYK or ICC-tagged RGB.
 
@@ -83,7 +83,8 @@ def decode_image(
 
     Args:
         path: an image file.
-        image_size: the side the caller will resize to (bounds the draft scale).
+        image_size: the side the caller will resize to (bounds the draft scale); None decodes
+            at full size.
         max_pixels: refuse images with more pixels (None: no limit of ours; Pillow's own
             decompression-bomb limit still applies).
 
@@ -108,7 +109,7 @@ def decode_image(
                     f"{opened.width}x{opened.height} = {pixels:,} pixels is over "
                     f"data.max_pixels={max_pixels:,}"
                 )
-            if opened.format == "JPEG" and min(opened.size) >= 2 * image_size:
+            if image_size and opened.format == "JPEG" and min(opened.size) >= 2 * image_size:
                 opened.draft(opened.mode, (image_size, image_size))
             opened.load()  # decode fully here so truncation errors surface inside this call
             image = ImageOps.exif_transpose(opened)
