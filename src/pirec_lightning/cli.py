@@ -166,7 +166,7 @@ def add_evaluate(commands) -> None:
         "--input-dir", help="evaluate on a folder of images or an .npz of images instead"
     )
     parser.add_argument("--image-size", type=int, help="default: the checkpoint's training size")
-    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument("--limit", type=int, help="evaluate N images spread evenly over the set")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the K-means color domain")
     parser.add_argument("-O", "--output-dir", default="evaluation", help="default: evaluation/")
