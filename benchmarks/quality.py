@@ -16,6 +16,8 @@ block between ``<!-- quality-table:start -->`` and ``<!-- quality-table:end -->`
     python benchmarks/quality.py --checkpoint before=/runs/a/refinement/checkpoints/last.ckpt \\
         --checkpoint after=/runs/b/refinement/checkpoints/last.ckpt \\
         --noto ../shared/data/noto_emoji_128.npz --readme README.md --grids docs/images/quality
+
+``--json`` saves the rows; ``--load`` puts saved rows back in the table without recomputing them.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", required=True, help="[label=]path")
+    parser.add_argument("--checkpoint", action="append", default=[], help="[label=]path")
+    parser.add_argument(
+        "--load", action="append", default=[], help="rows written by an earlier --json run"
+    )
     parser.add_argument("--noto", help="noto_emoji_128.npz")
     parser.add_argument("--noto-count", type=int, default=512)
     parser.add_argument("--edges", nargs="+", default=list(EDGES), choices=EDGES)
@@ -73,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_grad_enabled(False)
     started = time.perf_counter()
 
-    rows: list[dict] = []
+    if not args.checkpoint and not args.load:
+        parser.error("give --checkpoint and/or --load")
+    rows: list[dict] = [row for path in args.load for row in json.loads(Path(path).read_text())]
     for spec in args.checkpoint:
         label, _, path = spec.rpartition("=")
         model = Reconstructor.from_checkpoint(path, device="cpu")
@@ -89,17 +96,19 @@ def main(argv: list[str] | None = None) -> int:
                 report, grid = evaluate(model, images, args.batch_size, edges=edges)
                 row = {"model": label or path, "set": name, "edges": edges, **report}
                 rows.append(row)
-                print(json.dumps({k: row[k] for k in ("model", "set", "edges", "stages")}))
+                print(
+                    json.dumps({k: row[k] for k in ("model", "set", "edges", "stages")}), flush=True
+                )
                 if args.grids and spec == args.checkpoint[-1] and name == "emoji test split":
                     Path(args.grids).parent.mkdir(parents=True, exist_ok=True)
                     save_image(grid, f"{args.grids}_{edges}.png")
         for line in report["skipped"].values():
             print(line, file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
     text = table(rows)
     print(text)
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
     if args.readme:
         readme = Path(args.readme)
         content = readme.read_text()
