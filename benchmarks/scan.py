@@ -67,7 +67,9 @@ def main() -> None:
         decoded_bad = _decode_all(root)
         timings["reference: full Pillow decode of every file"] = time.perf_counter() - start
     print(f"{args.files} JPEGs of {args.side} px, {broken} truncated; {os.cpu_count()} CPUs")
-    print(f"found bad: scan {len(first.skipped)}, rescan {len(second.skipped)}, decode {decoded_bad}")
+    print(
+        f"found bad: scan {len(first.skipped)}, rescan {len(second.skipped)}, decode {decoded_bad}"
+    )
     print(f"rescan results from the cache: {second.from_cache} of {args.files}")
     for name, seconds in timings.items():
         print(f"{name:46s} {seconds:8.3f} s  ({args.files / seconds:9.0f} files/s)")
