@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-tiny test test-slow lint format bench clean
+.PHONY: help install train train-tiny test test-slow test-browser lint format bench clean
 
 help: ## list the targets
 	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
@@ -37,6 +37,12 @@ test: $(STAMP) ## run the test suite (CPU, tiny models; slow and gpu tests exclu
 
 test-slow: $(STAMP) ## run the slow tests too
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+test-browser: $(STAMP) ## the app end to end in headless Chromium (installs chromium + Playwright where it can)
+	command -v chromium >/dev/null 2>&1 || apt-get install -y chromium || sudo -n apt-get install -y chromium \
+		|| echo "could not install chromium (needs root): the browser test will skip"
+	$(BIN)/python -m pip install -e '.[$(EXTRAS),browser]'
+	$(BIN)/python -m pytest -m browser -rs $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -1,39 +1,317 @@
-"""The ``pirec`` command line. ``pirec train [overrides]`` runs the same training as
-``python train.py``; later subcommands (reconstruct, evaluate, export) plug in here."""
+"""The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export | app``.
+
+Each subcommand is a pair of small functions: ``add_<name>(commands)`` declares its arguments
+and ``run_<name>(args)`` does the work with lazy imports (``pirec --help`` stays fast). To add a
+subcommand, write the pair and list it in :data:`SUBCOMMANDS`. A user mistake (a ``ValueError``,
+including :class:`~pirec_lightning.config.ConfigError`, or a missing file) prints one line
+``error: ...`` and exits with code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pirec_lightning import __version__
 
+EXAMPLES = "examples:\n  "
 
-def _train(overrides: list[str]) -> int:
+
+def _parser(commands, name: str, help: str, examples: Sequence[str]) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=EXAMPLES + "\n  ".join(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+# ------------------------------------------------------------------------------------------ train
+def add_train(commands) -> None:
+    parser = _parser(
+        commands,
+        "train",
+        "train a phase; takes Hydra overrides, e.g. phase=imitation debug=tiny",
+        ["pirec train experiment=quickstart", "pirec train phase=imitation debug=tiny"],
+    )
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides")
+    parser.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
     from pirec_lightning.train import main as train_main
 
     # Hydra reads sys.argv: hand it exactly the overrides
-    sys.argv = ["pirec train", *overrides]
+    sys.argv = ["pirec train", *args.overrides]
     train_main()
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# ------------------------------------------------------------------------------------ reconstruct
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """--checkpoint | --pirec-generator [--pirec-refiner], --device (shared by subcommands)."""
+    model = parser.add_mutually_exclusive_group(required=required)
+    model.add_argument("--checkpoint", help="a generating or refinement checkpoint (.ckpt)")
+    model.add_argument("--pirec-generator", help="original PI-REC G_Model_gen_*.pth")
+    parser.add_argument("--pirec-refiner", help="original PI-REC R_Model_gen_*.pth (refinement)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def load_reconstructor(args: argparse.Namespace):
+    from pirec_lightning.inference import Reconstructor
+
+    if args.checkpoint is not None:
+        if args.pirec_refiner is not None:
+            raise ValueError("--pirec-refiner goes with --pirec-generator, not --checkpoint")
+        return Reconstructor.from_checkpoint(args.checkpoint, device=args.device)
+    return Reconstructor.from_pirec(args.pirec_generator, args.pirec_refiner, device=args.device)
+
+
+def add_reconstruct(commands) -> None:
+    parser = _parser(
+        commands,
+        "reconstruct",
+        "paint images from edges and color domains (or from photos)",
+        [
+            "pirec reconstruct --checkpoint runs/x/refinement/checkpoints/last.ckpt "
+            "--edge 4_edge.png --color 4_cd.png -o out.png",
+            "pirec reconstruct --pirec-generator G_Model_gen_1.pth --pirec-refiner "
+            "R_Model_gen_1.pth --edge 3_e.png --color 3_c.png -o out.png",
+            "pirec reconstruct --checkpoint last.ckpt --photo me.jpg -o me_pirec.png",
+            "pirec reconstruct --checkpoint last.ckpt --input-dir pirec_examples --output-dir out",
+        ],
+    )
+    add_model_arguments(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--edge", help="edge image (white lines on black, or line art)")
+    source.add_argument("--photo", help="a photo: its edge and color domain are made for you")
+    source.add_argument(
+        "--input-dir",
+        help="folder of pairs N_e/N_c, N_edge/N_color or N_edge/N_cd (recursive)",
+    )
+    parser.add_argument("--color", help="color-domain image (with --edge)")
+    parser.add_argument("-o", "--output", help="output image (with --edge or --photo)")
+    parser.add_argument("--output-dir", help="output folder (with --input-dir): N_out.png")
+    parser.add_argument("--no-refine", action="store_true", help="first stage only")
+    parser.add_argument(
+        "--edge-polarity",
+        default="auto",
+        choices=("auto", "white-on-black", "black-on-white"),
+        help="auto: the majority value is the background (default)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="folder mode batch size")
+    for flag, kind in (("--sigma", float), ("--median-kernel", int), ("--k", int)):
+        parser.add_argument(flag, type=kind, help="photo mode: override the evaluation value")
+    parser.add_argument("--second-median-kernel", type=int, help="photo mode override")
+    parser.set_defaults(run=run_reconstruct)
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.input_dir is not None:
+        if args.output_dir is None:
+            raise ValueError("--input-dir needs --output-dir")
+        from pirec_lightning.pairs import reconstruct_folder
+
+        model = load_reconstructor(args)
+        if args.no_refine:
+            model.refiner = None
+        written = reconstruct_folder(
+            model, args.input_dir, args.output_dir, args.batch_size, args.edge_polarity, args.device
+        )
+        print(f"wrote {len(written)} images to {args.output_dir}")
+        return 0
+    if args.output is None:
+        raise ValueError("give the output image with -o/--output")
+    if args.edge is not None and args.color is None:
+        raise ValueError("--edge needs --color (the color-domain image)")
+    model = load_reconstructor(args)
+    refine = not args.no_refine
+    if args.photo is not None:
+        images = model.from_photo(
+            args.photo, args.sigma, args.median_kernel, args.k, args.second_median_kernel,
+            refine=refine, output_type="pil",
+        )  # fmt: skip
+    else:
+        images = model.reconstruct(
+            args.edge, args.color, refine, output_type="pil", edge_polarity=args.edge_polarity
+        )
+    Path(args.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(Path(args.output).expanduser())
+    print(f"wrote {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- evaluate
+def add_evaluate(commands) -> None:
+    parser = _parser(
+        commands,
+        "evaluate",
+        "PSNR/SSIM (and LPIPS/FID when their weights are at hand) of the color-domain baseline, "
+        "the first stage and the refined output; writes report.json and grid.png",
+        [
+            "pirec evaluate --checkpoint runs/x/refinement/checkpoints/last.ckpt",
+            "pirec evaluate --checkpoint last.ckpt data=folder data.root=~/images",
+            "pirec evaluate --checkpoint last.ckpt --input-dir noto_emoji_128.npz -O eval/noto",
+        ],
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "overrides", nargs="*", help="data.KEY=VALUE / data=emoji|folder: change the test split"
+    )
+    parser.add_argument(
+        "--input-dir", help="evaluate on a folder of images or an .npz of images instead"
+    )
+    parser.add_argument("--image-size", type=int, help="default: the checkpoint's training size")
+    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the K-means color domain")
+    parser.add_argument("-O", "--output-dir", default="evaluation", help="default: evaluation/")
+    parser.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
+    parser.add_argument("--fid-weights", help="Inception weights file for FID (torch-fidelity)")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from pirec_lightning.evaluate import (
+        checkpoint_test_split,
+        evaluate,
+        format_report,
+        image_source,
+        write_report,
+    )
+
+    model = load_reconstructor(args)
+    size = args.image_size or model.image_size
+    if args.input_dir is not None:
+        if args.overrides:
+            raise ValueError("data overrides change the test split: drop them with --input-dir")
+        images, source = image_source(args.input_dir, int(size or 128)), str(args.input_dir)
+    elif model.data_settings:
+        data = dict(model.data_settings)
+        if args.image_size:
+            data["image_size"] = args.image_size
+        images, source = checkpoint_test_split(data, args.overrides)
+    else:
+        raise ValueError("original PI-REC weights have no test split: pass --input-dir")
+    report, grid = evaluate(
+        model, images, args.batch_size, args.limit, args.seed, args.lpips_weights, args.fid_weights
+    )
+    report = {"model": args.checkpoint or args.pirec_generator, "source": source, **report}
+    json_path, grid_path = write_report(report, grid, args.output_dir)
+    print(f"{report['images']} images of {source} at {report['image_size']} px")
+    print(format_report(report))
+    for line in report["skipped"].values():
+        print(line)
+    print(f"wrote {json_path} and {grid_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- export
+def add_export(commands) -> None:
+    parser = _parser(
+        commands,
+        "export",
+        "export (edge, color) -> image, both stages, dynamic batch and size, checked against "
+        "eager (max difference 1e-4)",
+        [
+            "pirec export --checkpoint last.ckpt --format onnx -o pirec.onnx",
+            "pirec export --checkpoint last.ckpt --format torchscript -o pirec.pt --no-refine",
+        ],
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    parser.add_argument("-o", "--output", required=True, help="the file to write")
+    parser.add_argument("--no-refine", action="store_true", help="export the first stage only")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pirec_lightning.export import export
+
+    model = load_reconstructor(args)
+    difference = export(model, args.format, args.output, not args.no_refine, args.opset)
+    print(f"wrote {args.output} ({args.format}); max |exported - eager| = {difference:.1e}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- app
+def add_app(commands) -> None:
+    parser = _parser(
+        commands,
+        "app",
+        "a browser sketch-to-image app (Gradio, the `app` extra): draw, Generate, Refine",
+        [
+            "pirec app --checkpoint runs/x/refinement/checkpoints/last.ckpt",
+            "pirec app --pirec-generator G_Model_gen_1.pth --pirec-refiner R_Model_gen_1.pth",
+            "pirec app --checkpoint last.ckpt --port 7861",
+            "pirec app   # opens without a model and says what to pass",
+        ],
+    )
+    add_model_arguments(parser, required=False)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    parser.set_defaults(run=run_app)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from pirec_lightning.app import build_app, launch, require_gradio
+
+    if args.pirec_refiner is not None and args.pirec_generator is None:
+        raise ValueError("--pirec-refiner goes with --pirec-generator")
+    try:
+        require_gradio()  # before loading a model, so a missing extra fails at once
+    except ImportError as error:
+        raise ValueError(str(error)) from error
+    with_model = args.checkpoint is not None or args.pirec_generator is not None
+    model = load_reconstructor(args) if with_model else None
+    source = str(args.checkpoint or args.pirec_generator or "")
+    try:
+        launch(build_app(model, source=source), host=args.host, port=args.port)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise ValueError(
+            f"cannot serve on {args.host}:{args.port}: {error}; try another --port"
+        ) from error
+    return 0
+
+
+#: every subcommand, in the order of ``pirec --help``
+SUBCOMMANDS: list[Callable[..., None]] = [
+    add_train,
+    add_reconstruct,
+    add_evaluate,
+    add_export,
+    add_app,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pirec", description="PI-REC: progressive image reconstruction from edges and color."
     )
     parser.add_argument("--version", action="version", version=f"pirec-lightning {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    train = commands.add_parser(
-        "train", help="train a phase; takes Hydra overrides, e.g. phase=imitation debug=tiny"
-    )
-    train.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides")
+    for add in SUBCOMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train":
-        return _train(args.overrides)
-    parser.print_help()
-    return 1
+    if args.command is None:
+        parser.print_help()
+        return 1
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        print(f"error: {lines[0]}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

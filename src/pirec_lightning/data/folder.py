@@ -131,7 +131,13 @@ def load_image(path: str | Path, image_size: int) -> torch.Tensor:
     with Image.open(path) as opened:
         opened.load()  # decode fully here so truncation errors surface inside this call
         image = ImageOps.exif_transpose(opened)
-        image = _to_rgb_on_white(image)
+    return square_tensor(image, image_size)
+
+
+def square_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
+    """A decoded image of any mode -> ``(3, S, S)`` float32 in [0, 1]: RGB on white, center
+    square, Lanczos resize to ``S = image_size`` (the steps of :func:`load_image` after decoding)."""
+    image = _to_rgb_on_white(image)
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2

@@ -68,6 +68,7 @@ def resolve_vgg19_weights(
     download: bool = True,
     filename: str = VGG19_FILENAME,
     url: str = VGG19_URL,
+    verify: bool = True,
 ) -> Path:
     """Return the path of a verified VGG19 weight file, downloading it if needed.
 
@@ -77,6 +78,8 @@ def resolve_vgg19_weights(
             environment variable ``PIREC_OFFLINE=1`` is set).
         filename: file name looked up in ``$PIREC_WEIGHTS_DIR`` and the hub checkpoints folder.
         url: where to download it from.
+        verify: check the sha256 prefix in the file name (torchvision's convention; other
+            projects' names may carry other hashes).
 
     Raises:
         FileNotFoundError: ``path`` is given and does not exist.
@@ -87,7 +90,7 @@ def resolve_vgg19_weights(
         explicit = Path(path).expanduser()
         if not explicit.is_file():
             raise FileNotFoundError(f"VGG19 weights file {explicit} does not exist")
-        return _verify_hash(explicit)
+        return _verify_hash(explicit) if verify else explicit
 
     weights_dir = os.environ.get("PIREC_WEIGHTS_DIR")
     hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
@@ -96,7 +99,7 @@ def resolve_vgg19_weights(
     ]
     for candidate in candidates:
         if candidate.is_file():
-            return _verify_hash(candidate)
+            return _verify_hash(candidate) if verify else candidate
 
     target = hub_dir / filename
     if _offline():
@@ -106,7 +109,7 @@ def resolve_vgg19_weights(
     else:
         try:
             _download(url, target)
-            return _verify_hash(target)
+            return _verify_hash(target) if verify else target
         except (OSError, RuntimeError) as err:  # URLError, timeouts and torch.hub errors
             if target.is_file():
                 target.unlink()
