@@ -24,7 +24,7 @@ from pirec_lightning.data.cache import (
     check_cache_mode,
     decode_all,
 )
-from pirec_lightning.data.emoji import emoji_files
+from pirec_lightning.data.emoji import emoji_files, emoji_sources
 from pirec_lightning.data.folder import FolderImageDataset, find_images
 from pirec_lightning.data.split import emoji_group_key, split_files
 from pirec_lightning.preprocess.confusion import Preprocessor
@@ -147,7 +147,10 @@ class PIRECDataModule(pl.LightningDataModule):
         return self._files
 
     def dataset(self, split: str) -> IndexedDataset:
-        images = FolderImageDataset(self.files()[split], self.image_size)
+        files = self.files()[split]
+        if self.root is None:  # the embedded emoji: above 72 px rendered from their SVGs
+            files = emoji_sources(files, self.image_size)
+        images = FolderImageDataset(files, self.image_size)
         if self.cache == "none":
             return IndexedDataset(images)
         if split not in self._cached:
