@@ -39,7 +39,8 @@ test-slow: $(STAMP) ## run the slow tests too
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 test-browser: $(STAMP) ## the app end to end in headless Chromium (installs chromium + Playwright where it can)
-	command -v chromium >/dev/null 2>&1 || apt-get install -y chromium || sudo -n apt-get install -y chromium \
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y chromium) \
+		|| (sudo -n apt-get update -qq && sudo -n apt-get install -y chromium) \
 		|| echo "could not install chromium (needs root): the browser test will skip"
 	$(BIN)/python -m pip install -e '.[$(EXTRAS),browser]'
 	$(BIN)/python -m pytest -m browser -rs $(PYTEST_ARGS)

@@ -12,7 +12,12 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from pirec_lightning.cli import main
-from pirec_lightning.evaluate import checkpoint_test_split, evaluate, optional_metrics
+from pirec_lightning.evaluate import (
+    checkpoint_test_split,
+    evaluate,
+    optional_metrics,
+    spread_indices,
+)
 from pirec_lightning.inference import Reconstructor
 
 
@@ -43,7 +48,9 @@ def test_report_on_the_checkpoints_test_split(tiny_run, tmp_path, capsys):
     # the numbers are those of the stages on the same inputs (skimage PSNR over all pixels)
     rec = Reconstructor.from_checkpoint(ckpt, "cpu")
     images, _ = checkpoint_test_split(rec.data_settings)
-    batches = [torch.stack([images[i]["image"] for i in range(s, min(s + 4, 6))]) for s in (0, 4)]
+    chosen = spread_indices(len(images), 6)
+    assert len(set(chosen)) == 6 and chosen[0] == 0 and chosen[-1] == len(images) - 1
+    batches = [torch.stack([images[i]["image"] for i in chosen[s : s + 4]]) for s in (0, 4)]
     truth, color, final = [], [], []
     for i, batch in enumerate(batches):
         edge, cd = rec.photo_inputs(batch, seed=i)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pirec_lightning import __version__
+from pirec_lightning.errors import PirecError, report
 
 EXAMPLES = "examples:\n  "
 
@@ -166,7 +167,7 @@ def add_evaluate(commands) -> None:
         "--input-dir", help="evaluate on a folder of images or an .npz of images instead"
     )
     parser.add_argument("--image-size", type=int, help="default: the checkpoint's training size")
-    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument("--limit", type=int, help="evaluate N images spread evenly over the set")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the K-means color domain")
     parser.add_argument("-O", "--output-dir", default="evaluation", help="default: evaluation/")
@@ -301,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # Hydra's own flags (-m, --cfg job, --help) go through untouched: argparse's REMAINDER
+        # rejects an argument list that starts with a flag
+        return run_train(argparse.Namespace(overrides=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -308,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return args.run(args)
+    except PirecError as error:
+        return report(error)
     except (ValueError, FileNotFoundError) as error:
         lines = str(error).strip().splitlines() or [type(error).__name__]
         print(f"error: {lines[0]}", file=sys.stderr)

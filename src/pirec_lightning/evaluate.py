@@ -26,7 +26,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from pirec_lightning.inference import Reconstructor
 
-__all__ = ["STAGES", "evaluate", "evaluation_grid", "image_source", "optional_metrics"]
+__all__ = [
+    "STAGES",
+    "evaluate",
+    "evaluation_grid",
+    "image_source",
+    "optional_metrics",
+    "spread_indices",
+]
 
 #: compared stages, in report order
 STAGES = ("color_domain", "first_stage", "refined")
@@ -189,7 +196,8 @@ def evaluate(
     grid_images: int = 8,
     num_workers: int = 0,
 ) -> tuple[dict[str, Any], Tensor]:
-    """Evaluate ``reconstructor`` on ``images`` (a dataset of (3, S, S) in [0, 1]).
+    """Evaluate ``reconstructor`` on ``images`` (a dataset of (3, S, S) in [0, 1]; ``limit``:
+    that many images evenly spread over it, see :func:`spread_indices`).
 
     Returns:
         ``(report, grid)``: the report dict (``images``, ``image_size``, ``stages`` ->
@@ -198,7 +206,7 @@ def evaluate(
         first stage | refined | ground truth.
     """
     if limit is not None:
-        images = Subset(images, range(min(limit, len(images))))
+        images = Subset(images, spread_indices(len(images), limit))
     if len(images) == 0:
         raise ValueError("no images to evaluate")
     device = reconstructor.device
@@ -236,6 +244,14 @@ def evaluate(
         "settings": _settings(reconstructor, size),
     }
     return report, evaluation_grid(columns, grid_images)
+
+
+def spread_indices(count: int, limit: int) -> list[int]:
+    """``limit`` indices evenly spread over ``range(count)`` (all of them if ``limit >= count``):
+    a subset that samples the whole set, not its first (often alike) items."""
+    if limit >= count:
+        return list(range(count))
+    return [int(round(i * (count - 1) / max(limit - 1, 1))) for i in range(limit)]
 
 
 def _value(metric: Any) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
@@ -49,6 +50,24 @@ def test_refine_returns_both_stages(client: Client, examples_dir: Path) -> None:
         editor(folder / "2_edge.png"), editor(folder / "2_cd.png"), api_name="/refine"
     )
     assert Image.open(first).size == Image.open(refined).size == (SIZE, SIZE)
+
+
+def test_extract_a_transparent_photo(client: Client, tmp_path: Path) -> None:
+    # an emoji-like RGBA photo: its transparent surround must read as white, not as the
+    # arbitrary colors stored under alpha 0
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., :3] = (0, 200, 0)  # hidden under alpha 0
+    rgba[16:48, 16:48] = (250, 200, 40, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "emoji.png")
+    edge, color = client.predict(
+        handle_file(str(tmp_path / "emoji.png")), 1.0, 2, api_name="/extract"
+    )
+    color = np.asarray(Image.open(color["background"]).convert("RGB"))
+    edge = np.asarray(Image.open(edge["background"]).convert("L"))
+    assert color.shape == (SIZE, SIZE, 3) and edge.shape == (SIZE, SIZE)
+    assert color[0, 0].min() >= 240  # white (the hidden green would read (0, 200, 0))
+    assert np.abs(color[SIZE // 2, SIZE // 2].astype(int) - (250, 200, 40)).max() < 10
+    assert edge.max() == 255 and edge[0, 0] == 0  # white lines on black around the square
 
 
 def test_errors_reach_the_client_as_one_line(client: Client, examples_dir: Path) -> None:
