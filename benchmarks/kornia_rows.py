@@ -9,8 +9,11 @@ Kornia, and agreement with the reference PI-REC uses:
 - K-means: mean squared quantization error over ``cv2.kmeans``'s (8 attempts), as a ratio;
 
 and the whole backend (``Preprocessor(backend=...)``, edge + color domain) in images/s.
-Peak memory of one Kornia k = 35 median and of one Kornia backend batch come from
-``preprocess.py``'s ``--_rss`` children (CPU) or ``max_memory_allocated`` (CUDA).
+Peak memory of one Kornia k = 35 median and of one Kornia backend batch, both on
+:data:`KORNIA_MEMORY_BATCH` images (Kornia's median holds k * k values per pixel; ``kornia_ops``
+cuts batches into pieces of at most 2**28 of them, 4 images at 128 px and k = 35, so a larger batch
+has the same peak and only takes longer), come from ``preprocess.py``'s ``--_rss`` children (CPU)
+or ``max_memory_allocated`` (CUDA).
 """
 
 from __future__ import annotations
@@ -31,14 +34,18 @@ from pirec_lightning.preprocess.kornia_ops import (
 
 
 def _timed(run: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float]:
-    run()  # warm-up
     if device.type == "cuda":
+        run()  # warm-up (kernels, allocator); the CPU needs none
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     out = run()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return out, time.perf_counter() - start
+
+
+#: images in the Kornia memory measurements
+KORNIA_MEMORY_BATCH = 8
 
 
 def _f1(ours: np.ndarray, reference: np.ndarray) -> float:

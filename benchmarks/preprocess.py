@@ -16,7 +16,7 @@ with hyperparameter confusion on:
     and the same for ``method="radix"`` (radix selection over the 8 bits);
 (d) peak extra memory of one engine batch and of the k = 35 median (CPU: max-RSS growth of a fresh
     child process; CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before),
-    also of the radix median and of Kornia's ``median_blur`` at k = 35 and its backend batch;
+    also of the radix median, and of Kornia's ``median_blur`` at k = 35 and its backend on 8 images;
 (e) Kornia against the engine, op by op (see ``kornia_rows.py``): speed, agreement with
     scikit-image / OpenCV, and the whole ``Preprocessor(backend="kornia")``.
 
@@ -187,13 +187,16 @@ def peak_memory_mb(task: str, args: argparse.Namespace, device: torch.device) ->
 
 def _task(task: str, args: argparse.Namespace, device: torch.device):
     """The call whose peak memory ``task`` names, with its inputs made."""
+    from kornia_rows import KORNIA_MEMORY_BATCH
+
     if task in ("engine", "kornia_backend"):
-        args.images = args.batch
+        args.images = args.batch if task == "engine" else KORNIA_MEMORY_BATCH
         inputs = _engine_inputs(args, device)[0]
         backend = "kornia" if task == "kornia_backend" else "engine"
         pre = Preprocessor(args.size, backend=backend)
         return lambda: pre(inputs, outputs=ENGINE_OUTPUTS)
-    inputs = torch.rand(MEDIAN_SHAPE, device=device)
+    shape = (KORNIA_MEMORY_BATCH, *MEDIAN_SHAPE[1:]) if task.startswith("kornia") else MEDIAN_SHAPE
+    inputs = torch.rand(shape, device=device)
     if task == "kornia_median35":
         from pirec_lightning.preprocess.kornia_ops import kornia_median_blur
 
