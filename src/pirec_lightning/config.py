@@ -160,13 +160,15 @@ def validate_config(cfg: DictConfig) -> None:
     except (TypeError, ValueError) as error:
         raise ConfigError(f"data.confusion: {error}".splitlines()[0]) from error
 
-    try:  # data.cache, data.preprocess_backend, data.augment: their own modules check them
+    try:  # data.cache, .preprocess_backend, .augment, model.compile_mode: their modules check
         from pirec_lightning.data.augment import build_augmentation
         from pirec_lightning.data.cache import check_cache_mode
+        from pirec_lightning.models.networks.compile import check_compile_mode
         from pirec_lightning.preprocess.confusion import check_backend
 
         check_cache_mode(data.get("cache", "none"))
         check_backend(data.get("preprocess_backend", "engine"))
+        check_compile_mode(cfg.model.get("compile_mode"))
         augment = data.get("augment")
         build_augmentation(OmegaConf.to_container(augment) if augment is not None else None)
     except ValueError as error:

@@ -25,7 +25,7 @@ from pirec_lightning.data.cache import (
     decode_all,
 )
 from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS
-from pirec_lightning.data.emoji import emoji_files
+from pirec_lightning.data.emoji import emoji_files, emoji_sources
 from pirec_lightning.data.extra_val import check_extra_val
 from pirec_lightning.data.folder import FolderImageDataset, SharedCounter, find_images
 from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
@@ -143,9 +143,8 @@ class PIRECDataModule(pl.LightningDataModule):
         """The deterministic ``train``/``val``/``test`` file lists (computed once)."""
         if self._files is None:
             if self.root is None:
-                emoji = emoji_files()  # 72 px each
-                small = len(emoji) if self.image_size > 72 else 0
-                report = ScanReport(Path("the embedded emoji"), usable=emoji, small=small)
+                emoji = emoji_files()  # 72 px PNGs; above 72 px rendered from SVG, not upscaled
+                report = ScanReport(Path("the embedded emoji"), usable=emoji, small=0)
                 files = split_files(
                     report.usable, self.hparams.split, self.hparams.split_seed, emoji_group_key
                 )
@@ -162,8 +161,11 @@ class PIRECDataModule(pl.LightningDataModule):
         return self._files
 
     def dataset(self, split: str) -> IndexedDataset:
+        files = self.files()[split]
+        if self.root is None:  # the embedded emoji: above 72 px rendered from their SVGs
+            files = emoji_sources(files, self.image_size)
         images = FolderImageDataset(
-            self.files()[split], self.image_size, self.hparams.max_pixels, self.decode_failures
+            files, self.image_size, self.hparams.max_pixels, self.decode_failures
         )
         if self.cache == "none":
             return IndexedDataset(images)

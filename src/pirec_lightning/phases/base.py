@@ -27,6 +27,7 @@ from pirec_lightning.models.losses import (
     build_vgg,
     l1_loss,
 )
+from pirec_lightning.models.networks.compile import compile_networks
 from pirec_lightning.phases.numerics import NonFiniteGuard
 from pirec_lightning.phases.samples import log_sample_grid, sample_grid
 from pirec_lightning.phases.validation import MAIN, ValidationSets
@@ -102,6 +103,7 @@ class PhaseModule(pl.LightningModule):
         """Build ``generator`` and ``discriminator`` from the saved ``model`` config."""
         self.generator: nn.Module = instantiate(self.hparams.model["generator"])
         self.discriminator: nn.Module = instantiate(self.hparams.model["discriminator"])
+        compile_networks([self.generator, self.discriminator], self.hparams.model)
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate"):
