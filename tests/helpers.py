@@ -71,6 +71,7 @@ class RecordRank(pl.Callback):
             "reduced": dict(self.reduced),
             "steps": self.steps,
             "world_size": trainer.world_size,
+            "cluster_environment": type(trainer.strategy.cluster_environment).__name__,
         }
         path = Path(self.folder) / f"{pl_module.name}_rank{trainer.global_rank}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)

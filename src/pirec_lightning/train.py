@@ -287,17 +287,39 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return train_phase(cfg)
 
 
+def monitored_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value of ``cfg.optimized_metric`` (default ``val/psnr``) in ``metrics``; for
+    ``phase=all``, the last phase's. None when ``optimized_metric`` is null.
+
+    Raises:
+        ConfigError: the metric was not logged (names the ones that were).
+    """
+    name = cfg.get("optimized_metric", "val/psnr")
+    if name is None:
+        return None
+    if cfg.phase.get("name") == "all" and name not in metrics:
+        name = f"{list(cfg.phase.stages)[-1]}/{name}"
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric {name!r} was not logged; logged: {', '.join(sorted(metrics))}"
+        )
+    return metrics[name]
+
+
 def _run(cfg: DictConfig) -> float | None:
     try:
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
+        # one logger run per job: a multirun's next job in this process starts its own
+        _finish_wandb(objects.get("loggers", []))
+        return monitored_metric(cfg, metrics)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    return metrics.get("val/psnr", metrics.get("refinement/val/psnr"))
 
 
 def main() -> float | None:
-    """``python train.py [overrides]``: train and return ``val/psnr`` for Hydra sweepers."""
+    """``python train.py [overrides]``: train and return the ``optimized_metric`` (default
+    ``val/psnr``) for Hydra sweepers."""
     # built here, not at import: importing this module must work without a conf/ folder
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_run)
     return app()
