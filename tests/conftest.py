@@ -27,3 +27,19 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(list(overrides), output_dir=output_dir or tmp_path / "run")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints of a real one-step ``phase=all`` run (32 px, tiny networks), per phase."""
+    from pirec_lightning.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    overrides = ["phase=all", "debug=tiny", "model.generator.res_blocks=1", "~logger"]
+    overrides += ["~callbacks.lr_monitor", "trainer.limit_val_batches=0"]
+    overrides += [
+        f"phase.stages.{p}.max_steps=1" for p in ("imitation", "generating", "refinement")
+    ]
+    train(compose_config(overrides, output_dir=run_dir))
+    phases = ("imitation", "generating", "refinement")
+    return {p: run_dir / p / "checkpoints" / "last.ckpt" for p in phases}

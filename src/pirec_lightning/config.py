@@ -143,6 +143,18 @@ def validate_config(cfg: DictConfig) -> None:
     except (TypeError, ValueError) as error:
         raise ConfigError(f"data.confusion: {error}".splitlines()[0]) from error
 
+    try:  # data.cache, data.preprocess_backend, data.augment: their own modules check them
+        from pirec_lightning.data.augment import build_augmentation
+        from pirec_lightning.data.cache import check_cache_mode
+        from pirec_lightning.preprocess.confusion import check_backend
+
+        check_cache_mode(data.get("cache", "none"))
+        check_backend(data.get("preprocess_backend", "engine"))
+        augment = data.get("augment")
+        build_augmentation(OmegaConf.to_container(augment) if augment is not None else None)
+    except ValueError as error:
+        raise ConfigError(str(error).splitlines()[0]) from error
+
     loss = cfg.loss
     vgg = "off" if loss.get("vgg") is False else loss.get("vgg")
     _require(vgg in VGG_MODES, f"loss.vgg must be one of {', '.join(VGG_MODES)}, got {vgg!r}")

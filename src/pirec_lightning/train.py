@@ -140,9 +140,9 @@ def _check_init_from(cfg: DictConfig) -> None:
             "set init_from=<generating run>/checkpoints/last.ckpt (or use phase=all)"
         )
     if phase == "refinement" and init_from is not None:
-        import torch
+        from pirec_lightning.checkpoints import load_weights_only
 
-        source = torch.load(init_from, map_location="cpu", weights_only=True).get("pirec_phase")
+        source = load_weights_only(init_from, "init_from checkpoint").get("pirec_phase")
         if source not in ("generating", "refinement"):
             raise ConfigError(
                 f"refinement starts from a generating checkpoint, but {init_from} comes from "

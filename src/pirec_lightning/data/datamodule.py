@@ -18,6 +18,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pirec_lightning.data.augment import build_augmentation
+from pirec_lightning.data.cache import (
+    CachedImages,
+    DeviceImages,
+    check_cache_mode,
+    decode_all,
+)
 from pirec_lightning.data.emoji import emoji_files
 from pirec_lightning.data.folder import FolderImageDataset, find_images
 from pirec_lightning.data.split import emoji_group_key, split_files
@@ -25,6 +32,8 @@ from pirec_lightning.distributed import all_gather_object
 from pirec_lightning.preprocess.confusion import Preprocessor
 
 STAGES = ("fit", "validate", "test", "predict")
+#: the split each stage reads (data.cache=device gathers from it)
+STAGE_SPLITS = {"fit": "train", "validate": "val", "test": "test", "predict": "test"}
 
 
 class IndexedDataset(Dataset):
@@ -41,7 +50,8 @@ class IndexedDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"image": self.dataset[index], "index": index}
+        image = self.dataset[index]  # None with data.cache=device: gathered on the device
+        return {"index": index} if image is None else {"image": image, "index": index}
 
 
 class PIRECDataModule(pl.LightningDataModule):
@@ -55,7 +65,15 @@ class PIRECDataModule(pl.LightningDataModule):
         split: train/val/test fractions of the deterministic split.
         split_seed: seed of that split.
         limit: keep at most this many training images (``None``: all).
-        pin_memory: pin host memory for faster host-to-GPU copies.
+        pin_memory: pin host memory for faster host-to-GPU copies; ``None``: when the
+            trainer runs on CUDA.
+        cache: ``none`` (decode every batch), ``ram`` (decode each split once into host
+            memory) or ``device`` (and keep it on the batch's device); see
+            :mod:`pirec_lightning.data.cache`. All give the same batches.
+        augment: Kornia augmentations applied in training only, before the inputs are made
+            (see :func:`pirec_lightning.data.augment.build_augmentation`); ``None``: none.
+        preprocess_backend: ``engine`` (this package's batched ops) or ``kornia``
+            (``kornia.filters.canny``, ``median_blur`` and ``kornia.contrib.KMeans``).
         confusion: ``{"enabled": bool, "seed": int, **ConfusionConfig fields}``.
         outputs: the inputs to make (subset of ``edge``, ``mask``, ``color_domain``); ``None``
             asks the attached LightningModule (its ``required_inputs``), else makes all three.
@@ -74,9 +92,12 @@ class PIRECDataModule(pl.LightningDataModule):
         split: Sequence[float] = (0.9, 0.05, 0.05),
         split_seed: int = 0,
         limit: int | None = None,
-        pin_memory: bool = False,
+        pin_memory: bool | None = False,
         confusion: dict[str, Any] | None = None,
         outputs: Sequence[str] | None = None,
+        cache: str = "none",
+        augment: dict[str, Any] | None = None,
+        preprocess_backend: str = "engine",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -90,8 +111,15 @@ class PIRECDataModule(pl.LightningDataModule):
         seed = int(confusion.pop("seed", 0) or 0)
         self.seed = seed
         self.preprocessor = Preprocessor(
-            image_size=self.image_size, confusion=confusion or None, enabled=enabled, seed=seed
+            image_size=self.image_size,
+            confusion=confusion or None,
+            enabled=enabled,
+            seed=seed,
+            backend=preprocess_backend,
         )
+        self.cache = check_cache_mode(cache)
+        self.augmentation = build_augmentation(augment)
+        self._cached: dict[str, DeviceImages] = {}
         self._files: dict[str, list[Path]] | None = None
         self._train_generators: dict[torch.device, torch.Generator] = {}
         # generator states from a checkpoint, applied when each device's generator is made
@@ -121,20 +149,31 @@ class PIRECDataModule(pl.LightningDataModule):
         return self._files
 
     def dataset(self, split: str) -> IndexedDataset:
-        return IndexedDataset(FolderImageDataset(self.files()[split], self.image_size))
+        images = FolderImageDataset(self.files()[split], self.image_size)
+        if self.cache == "none":
+            return IndexedDataset(images)
+        if split not in self._cached:
+            self._cached[split] = DeviceImages(decode_all(images, self.num_workers))
+        cached = self._cached[split].images
+        return IndexedDataset(CachedImages(cached, indices_only=self.cache == "device"))
 
     def setup(self, stage: str | None = None) -> None:
         self.files()
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        # decoded data needs no workers: slicing a cached tensor is faster than IPC
+        workers = self.num_workers if self.cache == "none" else 0
+        pin = self.hparams.pin_memory
+        if pin is None:
+            pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return DataLoader(
             self.dataset(split),
             batch_size=self.batch_size,
             shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=bool(self.hparams.pin_memory),
+            num_workers=workers,
+            pin_memory=bool(pin) and self.cache != "device",
             drop_last=shuffle,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -216,14 +255,19 @@ class PIRECDataModule(pl.LightningDataModule):
         """Turn ``{"image", "index"}`` into the phase's inputs on the batch's device."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
+        if "image" not in batch:  # data.cache=device: the loader sent indices only
+            batch = {**batch, "image": self._cached[STAGE_SPLITS[stage]].gather(batch["index"])}
         generator = self.generator_for(batch, stage)
         with torch.no_grad():
+            images = batch["image"]
+            if stage == "fit" and self.augmentation is not None:
+                images = self.augmentation(images)
             made = self.preprocessor(
-                batch["image"], stage=stage, outputs=self.required_outputs(), generator=generator
+                images, stage=stage, outputs=self.required_outputs(), generator=generator
             )
         return {**batch, **made}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if isinstance(batch, dict) and "image" in batch:
+        if isinstance(batch, dict) and ("image" in batch or "index" in batch):
             return self.make_inputs(batch, self.current_stage())
         return batch

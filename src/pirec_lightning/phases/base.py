@@ -241,6 +241,12 @@ class PhaseModule(pl.LightningModule):
                 self.trainer, grid, tag=f"{self.name}/samples", step=self.generator_step
             )
 
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> dict[str, Tensor]:
+        """``trainer.predict(model, datamodule)``: ``{"index": (B,), "input": the generator's
+        starting image, "output": the reconstruction}``, images (B, 3, H, W) in [0, 1]."""
+        output = self.reconstruct(batch).float().clamp(0, 1)
+        return {"index": batch["index"], "input": self.generator_input(batch), "output": output}
+
     def grid_tensors(self, batch: dict[str, Tensor], output: Tensor) -> list[Tensor]:
         """Columns of the sample grid, matching ``grid_columns``."""
         return [batch["edge"], self.generator_input(batch), output, batch["image"]]

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pirec_lightning.checkpoints import load_weights_only
 from pirec_lightning.config import ConfigError
 
 
@@ -25,7 +26,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise HandOverError(f"init_from checkpoint does not exist: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_weights_only(path, "init_from checkpoint")
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise HandOverError(f"{path} is not a Lightning checkpoint (no 'state_dict' in it)")

@@ -31,6 +31,30 @@ __all__ = [
 
 STAGES = ("fit", "validate", "test", "predict")
 OUTPUTS = ("edge", "mask", "color_domain")
+#: keys of a ``data.confusion`` node that set up the Preprocessor rather than the ranges
+PREPROCESSOR_KEYS = ("enabled", "seed")
+#: hyperparameters a caller may fix in :meth:`Preprocessor.forward` (``params``)
+PARAMS = ("canny_sigma", "median_kernel", "k", "second_median_kernel")
+#: ``engine``: this package's batched ops; ``kornia``: Kornia's (see ``kornia_ops``)
+BACKENDS = ("engine", "kornia")
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise one clear ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"data.preprocess_backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
+    return backend
+
+
+def _ops(backend: str) -> tuple:
+    """(canny, color domain) functions of ``backend``."""
+    if backend == "kornia":
+        from pirec_lightning.preprocess.kornia_ops import kornia_canny_edges, kornia_color_domain
+
+        return kornia_canny_edges, kornia_color_domain
+    return canny_edges, color_domain
 
 
 @dataclass(frozen=True)
@@ -102,11 +126,14 @@ class ConfusionConfig:
         if isinstance(confusion, cls):
             return confusion
         if isinstance(confusion, Mapping):
+            # `enabled` and `seed` live in the same config node (data.confusion) but configure the
+            # Preprocessor, not the ranges: a saved data.confusion is accepted as it is
+            confusion = {k: v for k, v in confusion.items() if k not in PREPROCESSOR_KEYS}
             unknown = set(confusion) - {f.name for f in fields(cls)}
             if unknown:
-                valid = ", ".join(f.name for f in fields(cls))
+                valid = ", ".join([*(f.name for f in fields(cls)), *PREPROCESSOR_KEYS])
                 raise ValueError(f"unknown confusion fields {sorted(unknown)}; valid: {valid}")
-            return cls(**dict(confusion))
+            return cls(**confusion)
         raise TypeError(
             f"confusion must be a ConfusionConfig, a mapping or None, got {type(confusion).__name__}"
         )
@@ -200,6 +227,21 @@ def evaluation_confusion(
     }
 
 
+def _fixed_params(
+    fixed: Mapping[str, float | int | Tensor | None], like: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    unknown = sorted(set(fixed) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown params {unknown}; valid: {', '.join(PARAMS)}")
+    return {
+        name: torch.as_tensor(value, dtype=like[name].dtype, device=like[name].device).expand_as(
+            like[name]
+        )
+        for name, value in fixed.items()
+        if value is not None
+    }
+
+
 class Preprocessor(nn.Module):
     r"""Images -> PI-REC inputs: edge domain, free-form hole mask and colour domain, per sample.
 
@@ -212,10 +254,16 @@ class Preprocessor(nn.Module):
 
     Args:
         image_size: side (min(H, W)) of the images; confusion ranges scale by
-            ``image_size / confusion.reference_size``.
-        confusion: a :class:`ConfusionConfig`, a mapping of its fields, or None for defaults.
-        enabled: draw hyperparameters per sample in training (False: fixed evaluation values).
-        seed: seed of the internal generator used when ``forward`` gets none (one per device).
+            ``image_size / confusion.reference_size``. ``None``: any size, the ranges scale to
+            each batch's own min(H, W).
+        confusion: a :class:`ConfusionConfig`, a mapping of its fields (a saved
+            ``data.confusion`` node with ``enabled`` and ``seed`` included), or None for defaults.
+        enabled: draw hyperparameters per sample in training (False: fixed evaluation values);
+            None: the mapping's ``enabled``, else True.
+        seed: seed of the internal generator used when ``forward`` gets none (one per device);
+            None: the mapping's ``seed``, else 0.
+        backend: ``engine`` (default) or ``kornia`` (Canny, median and K-means from Kornia;
+            see :mod:`pirec_lightning.preprocess.kornia_ops`).
 
     Shape:
         - images: (B, 3, H, W) in [0, 1]
@@ -230,18 +278,25 @@ class Preprocessor(nn.Module):
 
     def __init__(
         self,
-        image_size: int,
+        image_size: int | None,
         confusion: ConfusionConfig | Mapping | None = None,
-        enabled: bool = True,
-        seed: int = 0,
+        enabled: bool | None = None,
+        seed: int | None = None,
+        backend: str = "engine",
     ) -> None:
         super().__init__()
-        if image_size < 1:
+        if image_size is not None and image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {image_size}")
-        self.image_size = int(image_size)
+        self.backend = check_backend(backend)
+        self.image_size = int(image_size) if image_size is not None else None
+        saved = confusion if isinstance(confusion, Mapping) else {}
+        if enabled is None:
+            enabled = saved.get("enabled")
+        if seed is None:
+            seed = saved.get("seed")
         self.confusion = ConfusionConfig.from_any(confusion)
-        self.enabled = enabled
-        self.seed = seed
+        self.enabled = True if enabled is None else bool(enabled)
+        self.seed = 0 if seed is None else int(seed)
         self._generators: dict[str, torch.Generator] = {}
 
     def generator(self, device: torch.device | str) -> torch.Generator:
@@ -257,7 +312,14 @@ class Preprocessor(nn.Module):
         stage: str = "fit",
         outputs: Sequence[str] = OUTPUTS,
         generator: torch.Generator | None = None,
+        params: Mapping[str, float | int | Tensor | None] | None = None,
     ) -> dict[str, Tensor]:
+        """Make the requested ``outputs`` of ``images`` for ``stage``.
+
+        ``params`` fixes any of ``canny_sigma``, ``median_kernel``, ``k``,
+        ``second_median_kernel`` (a number or a (B,) tensor, in pixels of these images, not
+        scaled); None values and the rest come from the stage's draws or evaluation values.
+        """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
         if isinstance(outputs, str):
@@ -267,10 +329,12 @@ class Preprocessor(nn.Module):
             raise ValueError(f"unknown outputs {unknown}; valid outputs: {', '.join(OUTPUTS)}")
         check_images(images, channels=3)
         batch, _, height, width = images.shape
-        if min(height, width) != self.image_size:
+        size = self.image_size if self.image_size is not None else min(height, width)
+        if min(height, width) != size:
             raise ValueError(
                 f"images are {height}x{width} but this Preprocessor was built for image_size="
-                f"{self.image_size} (min(H, W)); its confusion ranges are scaled for that size"
+                f"{self.image_size} (min(H, W)); build it with image_size=None to scale the ranges "
+                "to any image"
             )
         device = images.device
         generator = generator if generator is not None else self.generator(device)
@@ -287,15 +351,15 @@ class Preprocessor(nn.Module):
         config = self.confusion
         training = stage == "fit"
         if training and self.enabled:
-            params = sample_confusion(
-                batch, config, self.image_size, generator=forks["params"], device=device
-            )
+            drawn = sample_confusion(batch, config, size, generator=forks["params"], device=device)
         else:
-            params = evaluation_confusion(batch, config, self.image_size, device=device)
+            drawn = evaluation_confusion(batch, config, size, device=device)
+        params = {**drawn, **_fixed_params(params or {}, drawn)}
 
+        canny, make_color_domain = _ops(self.backend)
         result = {"image": images}
         if "edge" in outputs:
-            edge = canny_edges(images, params["canny_sigma"].to(images.dtype))
+            edge = canny(images, params["canny_sigma"].to(images.dtype))
             if training:
                 edge = edge_dropout(edge, config.edge_dropout, generator=forks["edge"])
             result["edge"] = edge
@@ -310,7 +374,7 @@ class Preprocessor(nn.Module):
             )
             result["mask"] = masks.to(images.dtype)
         if "color_domain" in outputs:
-            result["color_domain"] = color_domain(
+            result["color_domain"] = make_color_domain(
                 images,
                 params["median_kernel"],
                 params["k"],
@@ -349,4 +413,4 @@ class Preprocessor(nn.Module):
         return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
 
     def extra_repr(self) -> str:
-        return f"image_size={self.image_size}, enabled={self.enabled}, seed={self.seed}, confusion={asdict(self.confusion)}"
+        return f"image_size={self.image_size}, enabled={self.enabled}, seed={self.seed}, backend={self.backend!r}, confusion={asdict(self.confusion)}"

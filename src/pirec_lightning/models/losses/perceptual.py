@@ -66,7 +66,9 @@ class VGG19Features(nn.Module):
     def __init__(self, weights_path: str | Path | None = None) -> None:
         super().__init__()
         path = resolve_vgg19_weights(weights_path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from pirec_lightning.checkpoints import load_weights_only
+
+        state = load_weights_only(path, "VGG19 weights")
         features = make_layers(cfgs["E"])
         features.load_state_dict(
             {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}

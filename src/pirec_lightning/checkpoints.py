@@ -1,0 +1,144 @@
+"""Reading weights from outside: Lightning checkpoints and the original PI-REC ``.pth`` files.
+
+Every file is read with ``torch.load(weights_only=True)``: a checkpoint holding pickled code (a
+"poisoned" pickle) executes nothing and is refused with one line. Networks are rebuilt from their
+saved settings by our own classes only: a checkpoint names no class to import.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pirec_lightning.config import ConfigError
+from pirec_lightning.models.networks import Generator
+
+__all__ = [
+    "CheckpointError",
+    "build_generator",
+    "generator_settings",
+    "load_weights_only",
+    "read_pirec_generator",
+]
+
+#: the ``_target_`` of the generator config this package writes into its checkpoints
+GENERATOR_TARGET = "pirec_lightning.models.networks.Generator"
+_GENERATOR_ARGS = ("in_channels", "out_channels", "base_channels", "res_blocks")
+
+
+class CheckpointError(ConfigError):
+    """A weights file that cannot be used, reported as one line."""
+
+
+def load_weights_only(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors.
+
+    Args:
+        path: the file.
+        what: how the message names the file (``"checkpoint"``, ``"PI-REC generator"``...).
+
+    Raises:
+        CheckpointError: the file is missing, is not a torch file, or holds pickled objects
+            other than tensors and plain containers (nothing of it is executed).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{what} file does not exist: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        detail = f" (it references {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path} holds pickled Python objects besides tensors{detail}; refused without "
+            "running any of it: load only weights you trust, saved as a state_dict"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable torch {what} file: {first}") from None
+
+
+def generator_settings(node: Mapping[str, Any]) -> dict[str, int]:
+    """The :class:`Generator` arguments of a saved ``model.generator`` config node.
+
+    Raises:
+        CheckpointError: the node names another class (it is not imported, whatever it names).
+    """
+    target = node.get("_target_", GENERATOR_TARGET)
+    if target != GENERATOR_TARGET:
+        raise CheckpointError(
+            f"the checkpoint's generator is {target!r}; only {GENERATOR_TARGET} can be rebuilt"
+        )
+    return {k: int(node[k]) for k in _GENERATOR_ARGS if k in node}
+
+
+def build_generator(
+    settings: Mapping[str, int], weights: Mapping[str, torch.Tensor], source: str
+) -> Generator:
+    """A :class:`Generator` with ``settings`` holding ``weights`` (strict: every key, every shape).
+
+    Raises:
+        CheckpointError: the weights do not fit the architecture, naming the first mismatch.
+    """
+    generator = Generator(**settings)
+    own = generator.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise CheckpointError(
+            f"{source}: {len(missing)} generator tensors missing and {len(unexpected)} "
+            f"unexpected (e.g. {example!r}); is it a PI-REC generator?"
+        )
+    for key, value in own.items():
+        if tuple(weights[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{source}: {key} has shape {tuple(weights[key].shape)}, "
+                f"the architecture wants {tuple(value.shape)}"
+            )
+    generator.load_state_dict(dict(weights))
+    return generator
+
+
+def pirec_settings(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Architecture of an original PI-REC generator ``state_dict``, read from its shapes."""
+    try:
+        first, last = state["encoder.1.weight"], state["decoder.9.weight"]
+    except KeyError as missing:
+        raise CheckpointError(f"no {missing} tensor: not a PI-REC generator state_dict") from None
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"middle\.(\d+)\.", k))}
+    return {
+        "in_channels": int(first.shape[1]),
+        "out_channels": int(last.shape[0]),
+        "base_channels": int(first.shape[0]),
+        "res_blocks": len(blocks),
+    }
+
+
+def read_pirec_generator(path: str | Path) -> tuple[Generator, int | None]:
+    """An original PI-REC ``G_Model_gen_*.pth`` / ``R_Model_gen_*.pth`` as a :class:`Generator`.
+
+    The file holds ``{'iteration': int, 'generator': state_dict}`` (a bare ``state_dict`` is
+    accepted too); the architecture (width, residual blocks) is read from the tensor shapes.
+
+    Returns:
+        ``(generator, iteration)``; the iteration is None when the file has none.
+    """
+    data = load_weights_only(path, "PI-REC generator")
+    if isinstance(data, Mapping) and isinstance(data.get("generator"), Mapping):
+        state, iteration = data["generator"], data.get("iteration")
+    elif isinstance(data, Mapping) and all(isinstance(v, torch.Tensor) for v in data.values()):
+        state, iteration = data, None
+    else:
+        raise CheckpointError(
+            f"{path} is not a PI-REC generator file ({{'iteration', 'generator'}} expected)"
+        )
+    # the original saves from DataParallel sometimes: drop its prefix
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    generator = build_generator(pirec_settings(state), state, str(path))
+    return generator, int(iteration) if iteration is not None else None
