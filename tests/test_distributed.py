@@ -157,3 +157,35 @@ def test_ddp_cpu_draws_are_reproducible_and_resume_per_rank(make_cfg, tmp_path):
         assert torch.equal(a[rank]["first_state"], c[rank]["first_state"])  # same seed, same draws
         assert torch.equal(b[rank]["last_state"], c[rank]["last_state"])  # resumed per rank
     assert not torch.equal(b[0]["last_state"], b[1]["last_state"])
+
+
+def _disagreeing_rank(rank: int, port: int, folder: str) -> None:
+    import torch.distributed as dist
+
+    from pirec_lightning.distributed import RankAgreement, RanksDisagree
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        agreement = RankAgreement({"phase.name": "imitation", "paths.output_dir": f"/runs/{rank}"})
+        agreement.setup(None, None, "fit")
+        message = "no error"
+    except RanksDisagree as error:
+        message = str(error)
+    finally:
+        dist.destroy_process_group()
+    (Path(folder) / f"rank{rank}.txt").write_text(message)
+
+
+def test_ranks_that_disagree_stop_together(tmp_path):
+    """Two ranks with different run dirs (as two Slurm tasks with time-stamped defaults would
+    have) both stop with the same message instead of one waiting forever."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.spawn(_disagreeing_rank, args=(port, str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        message = (tmp_path / f"rank{rank}.txt").read_text()
+        assert message.startswith("ranks disagree on paths.output_dir: ['/runs/0', '/runs/1']")
+        assert "hydra.run.dir" in message

@@ -101,6 +101,7 @@ def test_sweep_of_two_jobs_through_submitit_slurm(slurm, tmp_path):
 
 
 def test_two_task_ddp_training_through_sbatch_and_srun(slurm, tmp_path):
+    """phase=all on two Slurm tasks: both ranks run every phase from the same plan."""
     run_dir, ranks = tmp_path / "run", tmp_path / "ranks"
     output = tmp_path / "slurm-%j.out"
     submitted = subprocess.run(
@@ -110,8 +111,8 @@ def test_two_task_ddp_training_through_sbatch_and_srun(slurm, tmp_path):
             f"--output={output}",
             f"--export=ALL,PYTHON={sys.executable},TRAINER=ddp_cpu,RUN_DIR={run_dir}",
             str(ROOT / "scripts" / "slurm" / "train_ddp.sbatch"),
+            "phase=all",
             "debug=tiny",
-            "trainer.max_steps=2",
             "+callbacks.record._target_=tests.helpers.RecordRank",
             f"+callbacks.record.folder={ranks}",
         ],
@@ -137,15 +138,17 @@ def test_two_task_ddp_training_through_sbatch_and_srun(slurm, tmp_path):
     text = log.read_text() if log.is_file() else "(no job output)"
     assert state == "COMPLETED", f"job {job_id} ended {state}:\n{text[-3000:]}"
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in text
-    last = run_dir / "checkpoints" / "last.ckpt"
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
-    assert list((run_dir / "csv").rglob("metrics.csv"))
-    records = [
-        torch.load(ranks / f"imitation_rank{r}.pt", map_location="cpu", weights_only=False)
-        for r in (0, 1)
-    ]
-    for record in records:
-        assert record["world_size"] == 2
-        assert record["cluster_environment"] == "SLURMEnvironment"
-    for key, value in records[0]["state_dict"].items():
-        assert torch.equal(value, records[1]["state_dict"][key]), key
+    for phase in ("imitation", "generating", "refinement"):
+        last = run_dir / phase / "checkpoints" / "last.ckpt"
+        assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
+        assert list((run_dir / phase / "csv").rglob("metrics.csv"))
+        assert (run_dir / phase / "finished.json").is_file()
+        records = [
+            torch.load(ranks / f"{phase}_rank{r}.pt", map_location="cpu", weights_only=False)
+            for r in (0, 1)
+        ]
+        for record in records:
+            assert record["world_size"] == 2
+            assert record["cluster_environment"] == "SLURMEnvironment"
+        for key, value in records[0]["state_dict"].items():
+            assert torch.equal(value, records[1]["state_dict"][key]), (phase, key)
