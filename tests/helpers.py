@@ -72,6 +72,8 @@ class RecordRank(pl.Callback):
             "steps": self.steps,
             "world_size": trainer.world_size,
             "cluster_environment": type(trainer.strategy.cluster_environment).__name__,
+            # each rank validated its own shard: equal values mean the metric was reduced
+            "val_psnr": float(trainer.callback_metrics["val/psnr"]),
         }
         path = Path(self.folder) / f"{pl_module.name}_rank{trainer.global_rank}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)

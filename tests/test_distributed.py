@@ -51,6 +51,7 @@ def check_two_ranks(folder: Path, phase: str, last_ckpt: Path) -> None:
     for key, value in rank0["state_dict"].items():
         assert torch.equal(value, rank1["state_dict"][key]), f"{phase}: {key} differs across ranks"
     assert not torch.equal(rank0["first_state"], rank1["first_state"])
+    assert rank0["val_psnr"] == rank1["val_psnr"]
     # each network's gradients went over the wire exactly once per generator step; the frozen
     # preliminary generator of refinement never did
     for rank in (rank0, rank1):

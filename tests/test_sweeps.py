@@ -21,6 +21,7 @@ def last_logged(metrics_csv: Path, key: str) -> float:
     return values[-1]
 
 
+@pytest.mark.slow
 def test_optuna_sweep_on_joblib_optimizes_the_returned_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
