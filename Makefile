@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-tiny test test-slow test-slurm slurm-up slurm-down lint format bench clean
+.PHONY: help install train train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench clean
 
 help: ## list the targets
 	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
@@ -46,6 +46,13 @@ slurm-up: ## start a single-node Slurm on this machine (root; apt-get installs s
 
 slurm-down: ## cancel its jobs and stop the daemons slurm-up started
 	bash scripts/slurm/down.sh
+
+test-browser: $(STAMP) ## the app end to end in headless Chromium (installs chromium + Playwright where it can)
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y chromium) \
+		|| (sudo -n apt-get update -qq && sudo -n apt-get install -y chromium) \
+		|| echo "could not install chromium (needs root): the browser test will skip"
+	$(BIN)/python -m pip install -e '.[$(EXTRAS),browser]'
+	$(BIN)/python -m pytest -m browser -rs $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -78,3 +78,16 @@ class RecordRank(pl.Callback):
         path = Path(self.folder) / f"{pl_module.name}_rank{trainer.global_rank}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(record, path)
+
+
+class PoisonBatches(pl.Callback):
+    """Puts a NaN into the ground truth of training batches ``from_batch`` .. ``to_batch``
+    (counted from 0 in this run, inclusive; None: to the end), as a numeric fault would."""
+
+    def __init__(self, from_batch: int, to_batch: int | None = None) -> None:
+        self.from_batch, self.to_batch, self.seen = from_batch, to_batch, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.seen >= self.from_batch and (self.to_batch is None or self.seen <= self.to_batch):
+            batch["image"][0, 0, 0, 0] = float("nan")
+        self.seen += 1

@@ -1,4 +1,4 @@
-"""The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export``.
+"""The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export | app``.
 
 Each subcommand is a pair of small functions: ``add_<name>(commands)`` declares its arguments
 and ``run_<name>(args)`` does the work with lazy imports (``pirec --help`` stays fast). To add a
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pirec_lightning import __version__
+from pirec_lightning.errors import PirecError, report
 
 EXAMPLES = "examples:\n  "
 
@@ -50,9 +51,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ reconstruct
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--checkpoint | --pirec-generator [--pirec-refiner], --device (shared by subcommands)."""
-    model = parser.add_mutually_exclusive_group(required=True)
+    model = parser.add_mutually_exclusive_group(required=required)
     model.add_argument("--checkpoint", help="a generating or refinement checkpoint (.ckpt)")
     model.add_argument("--pirec-generator", help="original PI-REC G_Model_gen_*.pth")
     parser.add_argument("--pirec-refiner", help="original PI-REC R_Model_gen_*.pth (refinement)")
@@ -145,8 +146,148 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- evaluate
+def add_evaluate(commands) -> None:
+    parser = _parser(
+        commands,
+        "evaluate",
+        "PSNR/SSIM (and LPIPS/FID when their weights are at hand) of the color-domain baseline, "
+        "the first stage and the refined output; writes report.json and grid.png",
+        [
+            "pirec evaluate --checkpoint runs/x/refinement/checkpoints/last.ckpt",
+            "pirec evaluate --checkpoint last.ckpt data=folder data.root=~/images",
+            "pirec evaluate --checkpoint last.ckpt --input-dir noto_emoji_128.npz -O eval/noto",
+        ],
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "overrides", nargs="*", help="data.KEY=VALUE / data=emoji|folder: change the test split"
+    )
+    parser.add_argument(
+        "--input-dir", help="evaluate on a folder of images or an .npz of images instead"
+    )
+    parser.add_argument("--image-size", type=int, help="default: the checkpoint's training size")
+    parser.add_argument("--limit", type=int, help="evaluate N images spread evenly over the set")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the K-means color domain")
+    parser.add_argument("-O", "--output-dir", default="evaluation", help="default: evaluation/")
+    parser.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
+    parser.add_argument("--fid-weights", help="Inception weights file for FID (torch-fidelity)")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from pirec_lightning.evaluate import (
+        checkpoint_test_split,
+        evaluate,
+        format_report,
+        image_source,
+        write_report,
+    )
+
+    model = load_reconstructor(args)
+    size = args.image_size or model.image_size
+    if args.input_dir is not None:
+        if args.overrides:
+            raise ValueError("data overrides change the test split: drop them with --input-dir")
+        images, source = image_source(args.input_dir, int(size or 128)), str(args.input_dir)
+    elif model.data_settings:
+        data = dict(model.data_settings)
+        if args.image_size:
+            data["image_size"] = args.image_size
+        images, source = checkpoint_test_split(data, args.overrides)
+    else:
+        raise ValueError("original PI-REC weights have no test split: pass --input-dir")
+    report, grid = evaluate(
+        model, images, args.batch_size, args.limit, args.seed, args.lpips_weights, args.fid_weights
+    )
+    report = {"model": args.checkpoint or args.pirec_generator, "source": source, **report}
+    json_path, grid_path = write_report(report, grid, args.output_dir)
+    print(f"{report['images']} images of {source} at {report['image_size']} px")
+    print(format_report(report))
+    for line in report["skipped"].values():
+        print(line)
+    print(f"wrote {json_path} and {grid_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- export
+def add_export(commands) -> None:
+    parser = _parser(
+        commands,
+        "export",
+        "export (edge, color) -> image, both stages, dynamic batch and size, checked against "
+        "eager (max difference 1e-4)",
+        [
+            "pirec export --checkpoint last.ckpt --format onnx -o pirec.onnx",
+            "pirec export --checkpoint last.ckpt --format torchscript -o pirec.pt --no-refine",
+        ],
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    parser.add_argument("-o", "--output", required=True, help="the file to write")
+    parser.add_argument("--no-refine", action="store_true", help="export the first stage only")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pirec_lightning.export import export
+
+    model = load_reconstructor(args)
+    difference = export(model, args.format, args.output, not args.no_refine, args.opset)
+    print(f"wrote {args.output} ({args.format}); max |exported - eager| = {difference:.1e}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- app
+def add_app(commands) -> None:
+    parser = _parser(
+        commands,
+        "app",
+        "a browser sketch-to-image app (Gradio, the `app` extra): draw, Generate, Refine",
+        [
+            "pirec app --checkpoint runs/x/refinement/checkpoints/last.ckpt",
+            "pirec app --pirec-generator G_Model_gen_1.pth --pirec-refiner R_Model_gen_1.pth",
+            "pirec app --checkpoint last.ckpt --port 7861",
+            "pirec app   # opens without a model and says what to pass",
+        ],
+    )
+    add_model_arguments(parser, required=False)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    parser.set_defaults(run=run_app)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from pirec_lightning.app import build_app, launch, require_gradio
+
+    if args.pirec_refiner is not None and args.pirec_generator is None:
+        raise ValueError("--pirec-refiner goes with --pirec-generator")
+    try:
+        require_gradio()  # before loading a model, so a missing extra fails at once
+    except ImportError as error:
+        raise ValueError(str(error)) from error
+    with_model = args.checkpoint is not None or args.pirec_generator is not None
+    model = load_reconstructor(args) if with_model else None
+    source = str(args.checkpoint or args.pirec_generator or "")
+    try:
+        launch(build_app(model, source=source), host=args.host, port=args.port)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise ValueError(
+            f"cannot serve on {args.host}:{args.port}: {error}; try another --port"
+        ) from error
+    return 0
+
+
 #: every subcommand, in the order of ``pirec --help``
-SUBCOMMANDS: list[Callable[..., None]] = [add_train, add_reconstruct]
+SUBCOMMANDS: list[Callable[..., None]] = [
+    add_train,
+    add_reconstruct,
+    add_evaluate,
+    add_export,
+    add_app,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # Hydra's own flags (-m, --cfg job, --help) go through untouched: argparse's REMAINDER
+        # rejects an argument list that starts with a flag
+        return run_train(argparse.Namespace(overrides=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -168,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return args.run(args)
+    except PirecError as error:
+        return report(error)
     except (ValueError, FileNotFoundError) as error:
         lines = str(error).strip().splitlines() or [type(error).__name__]
         print(f"error: {lines[0]}", file=sys.stderr)

@@ -13,15 +13,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pirec_lightning.config_checks import check_known_keys, check_runtime
+from pirec_lightning.errors import ConfigError
+
 #: the folder holding train.yaml when running from a source checkout
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 VGG_MODES = ("auto", "imagenet", "off")
 GAN_TYPES = ("lsgan", "nsgan", "hinge")
 
-
-class ConfigError(ValueError):
-    """A configuration mistake, reported as one line before any work starts."""
+__all__ = ["ConfigError", "compose_config", "config_dir", "validate_config"]
 
 
 def config_dir() -> Path:
@@ -99,8 +100,9 @@ def validate_config(cfg: DictConfig) -> None:
     data = cfg.data
     size = data.get("image_size")
     _require(
-        _is_int(size) and size >= 16 and size % 4 == 0,
-        f"data.image_size must be an integer >= 16 divisible by 4, got {size!r}",
+        _is_int(size) and size >= 32 and size % 4 == 0,
+        f"data.image_size must be an integer >= 32 divisible by 4 (the networks downsample "
+        f"twice and the discriminator needs room), got {size!r}",
     )
     for key in ("batch_size", "num_workers"):
         value = data.get(key)
@@ -109,6 +111,11 @@ def validate_config(cfg: DictConfig) -> None:
             f"data.{key} must be a {'positive' if key == 'batch_size' else 'non-negative'} "
             f"integer, got {value!r}",
         )
+    pixels = data.get("max_pixels")
+    _require(
+        pixels is None or (_is_int(pixels) and pixels > 0),
+        f"data.max_pixels must be a positive integer or null (no limit), got {pixels!r}",
+    )
     limit = data.get("limit")
     _require(
         limit is None or (_is_int(limit) and limit > 0),
@@ -209,6 +216,8 @@ def validate_config(cfg: DictConfig) -> None:
     _require_path(
         cfg.get("init_from"), "init_from", "file", "give an earlier phase's checkpoints/last.ckpt"
     )
+    check_known_keys(cfg)
+    check_runtime(cfg)
     # resolve every interpolation now, so a typo in one fails here and not mid-run
     try:
         OmegaConf.to_container(cfg, resolve=True)

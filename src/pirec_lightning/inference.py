@@ -32,10 +32,7 @@ from pirec_lightning.checkpoints import (
 from pirec_lightning.inputs import ImageInput, to_edge_batch, to_image_batch, to_output
 from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor
 
-__all__ = ["Reconstructor"]
-
-#: the generator needs H and W divisible by this (two stride-2 stages)
-MULTIPLE = 4
+__all__ = ["Reconstructor", "StagePipeline"]
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -46,6 +43,41 @@ def _default_device(device: str | torch.device | None) -> torch.device:
 
 def _prefixed(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+class StagePipeline(nn.Module):
+    """The bare two-stage computation, scriptable and exportable (TorchScript, ONNX).
+
+    ``forward(edge, color)``: edge (B, 1, H, W) in {0, 1} and color domain (B, 3, H, W) in
+    [0, 1], any B, H, W -> final image (B, 3, H, W) in [0, 1]. The inputs are padded to a
+    multiple of 4 (edges with 0, colors by replication) and the outputs cropped back.
+    """
+
+    __constants__ = ["two_stage"]  # noqa: RUF012 - TorchScript reads it
+
+    def __init__(self, generator: nn.Module, refiner: nn.Module | None = None) -> None:
+        super().__init__()
+        self.generator = generator
+        self.two_stage = refiner is not None
+        # a module either way, so TorchScript sees one type; unused without a refiner
+        self.refiner = refiner if refiner is not None else nn.Identity()
+
+    def forward(self, edge: Tensor, color: Tensor) -> Tensor:
+        return self.stages(edge, color, True)[0]
+
+    @torch.jit.export
+    def stages(self, edge: Tensor, color: Tensor, refine: bool = True) -> tuple[Tensor, Tensor]:
+        """``(final, first stage)``; final is the first stage without refinement."""
+        height, width = edge.shape[-2], edge.shape[-1]
+        # the generator halves the size twice: pad to a multiple of 4 (a literal for TorchScript)
+        pad = [0, (4 - width % 4) % 4, 0, (4 - height % 4) % 4]
+        edge = F.pad(edge, pad)  # no lines in the margin
+        color = F.pad(color, pad, mode="replicate")
+        first = self.generator(torch.cat([color, edge], dim=1))
+        final = first
+        if refine and self.two_stage:
+            final = self.refiner(torch.cat([first, edge], dim=1))
+        return final[:, :, :height, :width], first[:, :, :height, :width]
 
 
 class Reconstructor(pl.LightningModule):
@@ -83,6 +115,8 @@ class Reconstructor(pl.LightningModule):
         self.confusion = self.preprocessor.confusion
         self.image_size = image_size
         self.edge_polarity = edge_polarity
+        #: the training data settings of a checkpoint (``pirec evaluate`` finds its test split)
+        self.data_settings: dict[str, Any] = {}
         self.requires_grad_(False)
         self.eval()
 
@@ -141,6 +175,7 @@ class Reconstructor(pl.LightningModule):
             image_size=data.get("image_size"),
             preprocess_backend=data.get("preprocess_backend", "engine"),
         )
+        model.data_settings = dict(data)
         return model.to(_default_device(device))
 
     @classmethod
@@ -178,17 +213,14 @@ class Reconstructor(pl.LightningModule):
     ) -> tuple[Tensor, Tensor]:
         """``(final, first stage)``, each (B, 3, H, W) in [0, 1]; final is the first stage when
         ``refine`` is False or there is no refiner."""
-        height, width = edge.shape[-2:]
-        pad = (0, (-width) % MULTIPLE, 0, (-height) % MULTIPLE)
-        edge = F.pad(edge, pad)  # no lines in the margin
-        color = F.pad(color, pad, mode="replicate")
-        first = self.generator(torch.cat([color, edge], dim=1))
-        final = first
-        if refine and self.refiner is not None:
-            final = self.refiner(torch.cat([first, edge], dim=1))
-        return final[..., :height, :width], first[..., :height, :width]
+        return StagePipeline(self.generator, self.refiner).stages(edge, color, refine)
 
-    def _run(self, edge: Tensor, color: Tensor, refine: bool) -> tuple[Tensor, Tensor]:
+    def reconstruct_tensors(
+        self, edge: Tensor, color: Tensor, refine: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """``(final, first stage)`` (B, 3, H, W) float32 in [0, 1] from edge (B, 1, H, W) in
+        {0, 1} and color (B, 3, H, W) in [0, 1] as they are (no conversion, no polarity): on this
+        model's device, ``inference_mode``, autocast on CUDA."""
         if edge.shape[0] != color.shape[0] or edge.shape[-2:] != color.shape[-2:]:
             raise ValueError(
                 f"edge {tuple(edge.shape)} and color {tuple(color.shape)} must share batch "
@@ -236,7 +268,7 @@ class Reconstructor(pl.LightningModule):
         """
         edge_batch = to_edge_batch(edge, edge_polarity or self.edge_polarity)
         color_batch = to_image_batch(color)
-        final, first = self._run(edge_batch, color_batch, refine)
+        final, first = self.reconstruct_tensors(edge_batch, color_batch, refine)
         if return_preliminary:
             return to_output(final, output_type), to_output(first, output_type)
         return to_output(final, output_type)
@@ -282,7 +314,7 @@ class Reconstructor(pl.LightningModule):
         """Reconstruct photos from their own edge and color domain (:meth:`photo_inputs`), as
         :meth:`reconstruct` does; ``image`` takes the same kinds of input as its ``color``."""
         edge, color = self.photo_inputs(image, sigma, median_kernel, k, second_median_kernel, seed)
-        final, first = self._run(edge, color, refine)
+        final, first = self.reconstruct_tensors(edge, color, refine)
         if return_preliminary:
             return to_output(final, output_type), to_output(first, output_type)
         return to_output(final, output_type)

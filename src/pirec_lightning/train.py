@@ -20,7 +20,16 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pirec_lightning.config import ConfigError, config_dir, validate_config
+from pirec_lightning.checkpoint_io import (
+    DONE_FILE,
+    AtomicCheckpointIO,
+    check_resume_checkpoint,
+    finish_phase,
+    mark_finished,
+    resume_run_dir,
+)
+from pirec_lightning.config import config_dir, validate_config
+from pirec_lightning.console import generator_step_messages, note_overlays, with_progress_bar
 from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.distributed import (
     GANDDPStrategy,
@@ -28,6 +37,7 @@ from pirec_lightning.distributed import (
     global_rank,
     resolve_precision,
 )
+from pirec_lightning.errors import ConfigError, PirecError, report
 from pirec_lightning.phases import PhaseModule, init_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -47,6 +57,8 @@ def build_phase(cfg: DictConfig, **overrides: Any) -> PhaseModule:
     weights from ``cfg.loss``; buildable without a Trainer."""
     options = _container(cfg.phase.module)
     phase_class = get_class(options.pop("_target_"))
+    if cfg.get("max_bad_steps") is not None:
+        options["max_bad_steps"] = int(cfg.max_bad_steps)
     # plain dicts, so the module saves them as hyperparameters and rebuilds from a checkpoint
     return phase_class(
         model=_container(cfg.model), loss=_container(cfg.loss), **options, **overrides
@@ -82,6 +94,8 @@ def build_trainer(
 ) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with ``max_steps`` converted to optimizer steps."""
     kwargs: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    if cfg.trainer.get("plugins") is None:  # atomic saves, weights-only loads
+        kwargs["plugins"] = [AtomicCheckpointIO()]
     max_steps = cfg.trainer.get("max_steps")
     if max_steps is not None and max_steps > 0:
         kwargs["max_steps"] = int(max_steps) * steps_per_batch
@@ -153,14 +167,29 @@ def _check_init_from(cfg: DictConfig) -> None:
 def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train the single phase ``cfg.phase.name`` (see :func:`train`)."""
     validate_config(cfg)
+    output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")).expanduser()
+    cfg, finished = resume_run_dir(cfg, output_dir)  # the same run dir again
+    if finished is not None:
+        return finished, {
+            "cfg": cfg,
+            "model": None,
+            "trainer": None,
+            "loggers": [],
+            "last_ckpt": cfg.ckpt_path,
+            "finished_before": True,
+        }
+    log.info("run dir: %s", output_dir)
+    note_overlays(cfg)
     init_from = cfg.get("init_from")
     _check_init_from(cfg)
     _check_vgg(cfg)
+    datamodule = build_datamodule(cfg)
+    datamodule.files()  # scan the images now: a data problem stops before any training output
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
-
-    datamodule = build_datamodule(cfg)
     model = build_phase(cfg)
+    if cfg.get("ckpt_path") is not None:
+        check_resume_checkpoint(cfg.ckpt_path, model, cfg.phase.name)
     if init_from is not None and cfg.get("ckpt_path") is None:
         copied = init_from_checkpoint(model, init_from)
         log.info("%s: weights from %s (%s)", cfg.phase.name, init_from, copied)
@@ -171,7 +200,7 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             stacklevel=2,
         )
     steps_per_batch = model.optimizer_steps_per_batch
-    callbacks = build_callbacks(cfg, steps_per_batch)
+    callbacks = with_progress_bar(build_callbacks(cfg, steps_per_batch), cfg)
     callbacks.append(FinalCheckpoint())
     # every rank must train the same phase into the same folder from the same checkpoints
     agreed = ("phase.name", "paths.output_dir", "ckpt_path", "init_from")
@@ -179,7 +208,7 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, steps_per_batch, callbacks, loggers)
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), generator_step_messages(steps_per_batch):
         # saving the post-step weights every N steps is what we want with manual optimization
         warnings.filterwarnings("ignore", "Using ModelCheckpoint with manual optimization")
         # refinement's frozen preliminary generator is in eval mode on purpose
@@ -191,6 +220,10 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     last = _last_checkpoint(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    finish_phase(trainer, model, last, output_dir)  # diverged or interrupted: never handed on
+    if global_rank() == 0:  # one writer, whatever the number of ranks
+        mark_finished(output_dir, cfg.phase.name, metrics, trainer)
+    log.info("run dir: %s (last checkpoint %s)", output_dir, last)
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
@@ -201,9 +234,6 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "last_ckpt": last,
     }
     return metrics, objects
-
-
-DONE_FILE = "finished.json"
 
 
 def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
@@ -254,8 +284,6 @@ def train_all(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             stage_metrics, stage_objects = train_phase(stage)
             objects["phases"][name] = stage_objects
             _finish_wandb(stage_objects["loggers"])
-            if global_rank() == 0:
-                done.write_text(json.dumps({"phase": name, "metrics": stage_metrics}, indent=2))
         metrics.update({f"{name}/{k}": v for k, v in stage_metrics.items()})
         previous = str(last)
     objects["last_ckpt"] = previous
@@ -312,14 +340,19 @@ def _run(cfg: DictConfig) -> float | None:
         # one logger run per job: a multirun's next job in this process starts its own
         _finish_wandb(objects.get("loggers", []))
         return monitored_metric(cfg, metrics)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except PirecError as error:
+        sys.exit(report(error))
 
 
 def main() -> float | None:
     """``python train.py [overrides]``: train and return the ``optimized_metric`` (default
     ``val/psnr``) for Hydra sweepers."""
+    from pirec_lightning.config_checks import prepare_overrides
+
+    try:  # Hydra's own errors about the command line, as one line
+        sys.argv[1:] = prepare_overrides(sys.argv[1:])
+    except PirecError as error:
+        sys.exit(report(error))
     # built here, not at import: importing this module must work without a conf/ folder
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_run)
     return app()

@@ -25,9 +25,12 @@ from pirec_lightning.data.cache import (
     check_cache_mode,
     decode_all,
 )
+from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS
 from pirec_lightning.data.emoji import emoji_files
-from pirec_lightning.data.folder import FolderImageDataset, find_images
+from pirec_lightning.data.folder import FolderImageDataset, SharedCounter
+from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
 from pirec_lightning.data.split import emoji_group_key, split_files
+from pirec_lightning.data.summary import check_splits, log_data_summary, report_late_failures
 from pirec_lightning.distributed import all_gather_object
 from pirec_lightning.preprocess.confusion import Preprocessor
 
@@ -77,6 +80,7 @@ class PIRECDataModule(pl.LightningDataModule):
         confusion: ``{"enabled": bool, "seed": int, **ConfusionConfig fields}``.
         outputs: the inputs to make (subset of ``edge``, ``mask``, ``color_domain``); ``None``
             asks the attached LightningModule (its ``required_inputs``), else makes all three.
+        max_pixels: images with more pixels are skipped before decoding (``None``: no limit).
 
     A batch after transfer is a dict with ``image`` (B, 3, H, W) in [0, 1], ``index`` (B,), and
     the requested ``edge`` (B, 1, H, W) in {0, 1}, ``mask`` (B, 1, H, W) in {0, 1} (1 = hole) and
@@ -98,6 +102,7 @@ class PIRECDataModule(pl.LightningDataModule):
         cache: str = "none",
         augment: dict[str, Any] | None = None,
         preprocess_backend: str = "engine",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -121,6 +126,9 @@ class PIRECDataModule(pl.LightningDataModule):
         self.augmentation = build_augmentation(augment)
         self._cached: dict[str, DeviceImages] = {}
         self._files: dict[str, list[Path]] | None = None
+        self.summary: dict[str, int] = {}
+        self._summary_logged = False
+        self.decode_failures = SharedCounter()  # files that go bad after the scan, all workers
         self._train_generators: dict[torch.device, torch.Generator] = {}
         # generator states from a checkpoint, applied when each device's generator is made
         self._pending_states: dict[str, torch.Tensor] = {}
@@ -130,26 +138,28 @@ class PIRECDataModule(pl.LightningDataModule):
         """The deterministic ``train``/``val``/``test`` file lists (computed once)."""
         if self._files is None:
             if self.root is None:
+                emoji = emoji_files()  # 72 px each
+                small = len(emoji) if self.image_size > 72 else 0
+                report = ScanReport(Path("the embedded emoji"), usable=emoji, small=small)
                 files = split_files(
-                    emoji_files(), self.hparams.split, self.hparams.split_seed, emoji_group_key
+                    report.usable, self.hparams.split, self.hparams.split_seed, emoji_group_key
                 )
             else:
+                report = scan_images(self.root, self.hparams.max_pixels, self.image_size)
                 files = split_files(
-                    find_images(self.root), self.hparams.split, self.hparams.split_seed
+                    usable_images(report), self.hparams.split, self.hparams.split_seed
                 )
             if self.hparams.limit is not None:
                 files["train"] = files["train"][: int(self.hparams.limit)]
-            for name in ("train", "val"):
-                if not files[name]:
-                    where = self.root or "the embedded emoji"
-                    raise ValueError(
-                        f"the {name} split of {where} is empty; add images or change data.split"
-                    )
+            where = str(self.root or "the embedded emoji")
+            self.summary = check_splits(files, where, report, self.hparams.split)
             self._files = files
         return self._files
 
     def dataset(self, split: str) -> IndexedDataset:
-        images = FolderImageDataset(self.files()[split], self.image_size)
+        images = FolderImageDataset(
+            self.files()[split], self.image_size, self.hparams.max_pixels, self.decode_failures
+        )
         if self.cache == "none":
             return IndexedDataset(images)
         if split not in self._cached:
@@ -159,6 +169,12 @@ class PIRECDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.files()
+        if not self._summary_logged:  # once per run, however many stages set up
+            log_data_summary(self.trainer, self.summary, str(self.root or "the embedded emoji"))
+            self._summary_logged = True
+
+    def teardown(self, stage: str | None = None) -> None:
+        report_late_failures(self.trainer, self.decode_failures.value)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         # decoded data needs no workers: slicing a cached tensor is faster than IPC

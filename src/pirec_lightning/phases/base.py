@@ -29,6 +29,7 @@ from pirec_lightning.models.losses import (
     build_vgg,
     l1_loss,
 )
+from pirec_lightning.phases.numerics import NonFiniteGuard
 from pirec_lightning.phases.samples import log_sample_grid, sample_grid
 
 DEFAULT_LOSS = {
@@ -64,6 +65,8 @@ class PhaseModule(pl.LightningModule):
         num_samples: images in the validation sample grid.
         vgg_status: filled in by the module (what became of the VGG terms); logged with the
             hyperparameters.
+        max_bad_steps: consecutive steps with a NaN/inf loss or gradient (each skipped for both
+            networks) after which training stops with the last good weights.
     """
 
     name = "base"
@@ -82,6 +85,7 @@ class PhaseModule(pl.LightningModule):
         loss: dict[str, Any] | None = None,
         num_samples: int = 8,
         vgg_status: str | None = None,
+        max_bad_steps: int = 10,
         **phase_options: Any,
     ) -> None:
         super().__init__()
@@ -90,6 +94,8 @@ class PhaseModule(pl.LightningModule):
             loss["vgg"] = "off"
         self.save_hyperparameters({"model": model, "loss": loss, "num_samples": num_samples})
         self.save_hyperparameters(phase_options)
+        self.save_hyperparameters({"max_bad_steps": max_bad_steps})
+        self.numeric_guard = NonFiniteGuard(max_bad_steps)
         self.automatic_optimization = False
         self.configure_networks()
         self.adversarial_loss = AdversarialLoss(loss["gan_type"])
@@ -202,19 +208,31 @@ class PhaseModule(pl.LightningModule):
         target = batch["image"]
         output = self.reconstruct(batch)
 
+        # both losses against the same discriminator (as PI-REC/EdgeConnect), both backward
+        # passes before any step, so a NaN/inf anywhere skips the step for both networks
         self.toggle_optimizer(opt_d)
         d_loss = self.discriminator_loss(output, target)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
-        opt_d.step()
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)
         terms = self.generator_losses(output, target)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(terms["loss"])
-        opt_g.step()
         self.untoggle_optimizer(opt_g)
+
+        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        networks = () if scaled else (self.generator, self.discriminator)
+        if self.numeric_guard.check((d_loss, terms["loss"]), networks):
+            opt_d.step()
+            opt_g.step()
+        else:
+            opt_d.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=True)
+            if self.numeric_guard.exhausted:
+                self.trainer.should_stop = True
+        self.log("train/skipped_steps", float(self.numeric_guard.skipped), batch_size=len(target))
 
         logged = {f"train/g_{k}" if k != "loss" else "train/g_loss": v for k, v in terms.items()}
         logged["train/d_loss"] = d_loss
@@ -262,6 +280,10 @@ class PhaseModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # lets a later phase check where its weights come from
         checkpoint["pirec_phase"] = self.name
+        checkpoint["pirec_skipped_steps"] = self.numeric_guard.skipped
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.numeric_guard.skipped = int(checkpoint.get("pirec_skipped_steps", 0))
 
     @property
     def generator_step(self) -> int:

@@ -21,16 +21,14 @@ from pathlib import Path
 
 import torch
 
+from pirec_lightning.errors import VGGWeightsUnavailable
+
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 DOWNLOAD_TIMEOUT_S = 10.0
 
 # torchvision names weight files <name>-<first hex digits of their sha256>.pth.
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,})\.pth?$")
-
-
-class VGGWeightsUnavailable(RuntimeError):
-    """The VGG19 weights are neither on disk nor downloadable."""
 
 
 def _offline() -> bool:
@@ -68,6 +66,7 @@ def resolve_vgg19_weights(
     download: bool = True,
     filename: str = VGG19_FILENAME,
     url: str = VGG19_URL,
+    verify: bool = True,
 ) -> Path:
     """Return the path of a verified VGG19 weight file, downloading it if needed.
 
@@ -77,6 +76,8 @@ def resolve_vgg19_weights(
             environment variable ``PIREC_OFFLINE=1`` is set).
         filename: file name looked up in ``$PIREC_WEIGHTS_DIR`` and the hub checkpoints folder.
         url: where to download it from.
+        verify: check the sha256 prefix in the file name (torchvision's convention; other
+            projects' names may carry other hashes).
 
     Raises:
         FileNotFoundError: ``path`` is given and does not exist.
@@ -87,7 +88,7 @@ def resolve_vgg19_weights(
         explicit = Path(path).expanduser()
         if not explicit.is_file():
             raise FileNotFoundError(f"VGG19 weights file {explicit} does not exist")
-        return _verify_hash(explicit)
+        return _verify_hash(explicit) if verify else explicit
 
     weights_dir = os.environ.get("PIREC_WEIGHTS_DIR")
     hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
@@ -96,7 +97,7 @@ def resolve_vgg19_weights(
     ]
     for candidate in candidates:
         if candidate.is_file():
-            return _verify_hash(candidate)
+            return _verify_hash(candidate) if verify else candidate
 
     target = hub_dir / filename
     if _offline():
@@ -106,7 +107,7 @@ def resolve_vgg19_weights(
     else:
         try:
             _download(url, target)
-            return _verify_hash(target)
+            return _verify_hash(target) if verify else target
         except (OSError, RuntimeError) as err:  # URLError, timeouts and torch.hub errors
             if target.is_file():
                 target.unlink()

@@ -81,7 +81,7 @@ class Generator(nn.Module):
         """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"Generator expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+                f"Generator expects (B, {self.in_channels}, H, W), got {list(x.shape)}"
             )
         if x.shape[-2] % 4 or x.shape[-1] % 4:
             raise ValueError(

@@ -1,0 +1,106 @@
+"""The app's actions called directly (no server): SketchHandlers and the page's error handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from pirec_lightning.app import _in_page, build_app
+from pirec_lightning.sketch import AppError, SketchHandlers, canvas_value
+from tests.app.conftest import SIZE
+
+
+def pair(examples_dir: Path, stem: str = "1") -> tuple[str, str]:
+    return str(examples_dir / "sketch" / f"{stem}_e.png"), str(
+        examples_dir / "sketch" / f"{stem}_c.png"
+    )
+
+
+def test_without_a_model_the_page_says_what_to_pass(examples_dir: Path) -> None:
+    handlers = SketchHandlers(None)
+    assert "--checkpoint" in handlers.status() and "--pirec-generator" in handlers.status()
+    assert handlers.size == 128  # PI-REC's canvas
+    with pytest.raises(AppError, match="--checkpoint"):
+        handlers.generate(*pair(examples_dir))
+    assert isinstance(build_app(None, examples=[]), gr.Blocks)
+
+
+def test_generate_gives_the_first_stage_at_the_canvas_size(
+    reconstructor, examples_dir: Path
+) -> None:
+    handlers = SketchHandlers(reconstructor, "tiny run")
+    assert handlers.size == SIZE and "two stages" in handlers.status()
+    edge, color = pair(examples_dir)  # 128 px files on a 32 px canvas
+    image = handlers.generate(edge, color)
+    assert isinstance(image, Image.Image) and image.size == (SIZE, SIZE) and image.mode == "RGB"
+    # the same inputs through the Reconstructor itself, resized as the canvas is
+    expected = reconstructor.reconstruct(
+        Image.open(edge).resize((SIZE, SIZE), Image.Resampling.BOX),
+        Image.open(color).resize((SIZE, SIZE), Image.Resampling.BOX),
+        refine=False,
+        output_type="pil",
+    )[0]
+    assert np.abs(np.asarray(image, float) - np.asarray(expected, float)).max() <= 1
+    other = handlers.generate(edge, canvas_value(np.zeros((SIZE, SIZE, 3), np.uint8)))
+    assert np.asarray(other).tolist() != np.asarray(image).tolist()  # the colors matter
+
+
+def test_refine_gives_both_stages(reconstructor, examples_dir: Path) -> None:
+    handlers = SketchHandlers(reconstructor)
+    first, refined = handlers.refine(*pair(examples_dir, "1"))
+    assert first.size == refined.size == (SIZE, SIZE)
+    assert np.asarray(first).tolist() == np.asarray(handlers.generate(*pair(examples_dir))).tolist()
+    assert np.asarray(refined).tolist() != np.asarray(first).tolist()
+
+
+def test_refine_without_a_second_stage_says_so(tiny_run, examples_dir: Path) -> None:
+    from pirec_lightning.inference import Reconstructor
+
+    one_stage = SketchHandlers(Reconstructor.from_checkpoint(tiny_run["generating"], device="cpu"))
+    assert "one stage" in one_stage.status()
+    with pytest.raises(AppError, match="no refinement stage"):
+        one_stage.refine(*pair(examples_dir))
+
+
+def test_photo_extraction_follows_the_sliders(reconstructor, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    photo = np.zeros((96, 128, 3), np.uint8)  # not square: center-cropped to the canvas
+    photo[:, :64] = (220, 30, 30)
+    photo[:, 64:] = (30, 30, 220)
+    photo[30:60, 40:90] = (30, 200, 30)
+    photo = np.clip(photo + rng.integers(-20, 20, photo.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    handlers = SketchHandlers(reconstructor)
+    defaults = handlers.slider_settings()
+    assert defaults["sigma"]["value"] == pytest.approx(4.0 * SIZE / 128)
+    assert defaults["k"]["value"] == 4
+    edge, color = handlers.extract(str(tmp_path / "photo.png"), defaults["sigma"]["value"], 4)
+    edge, color = edge["background"], color["background"]
+    assert edge.shape == color.shape == (SIZE, SIZE, 3)
+    assert set(np.unique(edge)) == {0, 255} and edge.mean() < 128  # white lines on black
+    two = handlers.extract(str(tmp_path / "photo.png"), 1.0, 2)[1]["background"]
+    assert (
+        len(np.unique(two.reshape(-1, 3), axis=0))
+        <= 2
+        < len(np.unique(color.reshape(-1, 3), axis=0))
+    )
+    with pytest.raises(AppError, match="cannot read the photo"):
+        (tmp_path / "bad.png").write_bytes(b"not an image")
+        handlers.extract(str(tmp_path / "bad.png"), 1.0, 2)
+
+
+def test_the_page_shows_one_line_never_a_traceback(reconstructor, tmp_path: Path) -> None:
+    handlers = SketchHandlers(reconstructor)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    shown = _in_page(gr, handlers.generate)
+    with pytest.raises(gr.Error) as caught:
+        shown(str(tmp_path / "broken.png"), str(tmp_path / "broken.png"))
+    message = str(caught.value.message)
+    assert message.startswith("generate failed:") and "\n" not in message
+    assert "Traceback" not in message
+    with pytest.raises(gr.Error, match="edge canvas is empty"):
+        shown(None, None)
