@@ -39,7 +39,7 @@ test-slow: $(STAMP) ## run the slow tests too
 	$(BIN)/python -m pytest -m "not gpu and not slurm" $(PYTEST_ARGS)
 
 test-slurm: $(STAMP) ## the `slurm` tests: a submitit sweep and a 2-task DDP job (needs make slurm-up)
-	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS)
 
 slurm-up: ## start a single-node Slurm on this machine (root; apt-get installs slurm-wlm, munge)
 	bash scripts/slurm/up.sh
