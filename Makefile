@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench clean
+.PHONY: help install train train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train clean
 
 help: ## list the targets
 	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
@@ -64,6 +64,9 @@ format: $(STAMP) ## ruff autofix and format
 
 bench: $(STAMP) ## preprocessing benchmark: original per-image pipeline vs this engine
 	$(BIN)/python benchmarks/preprocess.py $(ARGS)
+
+bench-train: $(STAMP) ## training-step benchmark: Lightning vs a hand-written loop (+ preprocessing)
+	$(BIN)/python benchmarks/train_step.py $(ARGS)
 
 clean: ## remove outputs, caches and build files (keeps .venv)
 	rm -rf outputs multirun lightning_logs wandb build dist .pytest_cache .ruff_cache

@@ -72,7 +72,8 @@ def test_paths_hydra_cannot_lex_are_quoted():
     sweep = ["-m", "data.root=/x/é", "model.optimizer.lr=1e-4,2e-4"]
     assert prepare_overrides(sweep) == ["-m", 'data.root="/x/é"', sweep[2]]  # sweeps stay
     prepared = prepare_overrides(["data=folder", "data.root=~/mes photos/é", "debug=tiny"])
-    assert prepared[1] == 'data.root="~/mes photos/é"'
+    assert prepared[1] == f'data.root="{Path.home()}/mes photos/é"'
+    assert prepare_overrides(["hydra.run.dir=~/runs"]) == [f'hydra.run.dir="{Path.home()}/runs"']
     assert prepare_overrides(["data.root=/plain/path"]) == ["data.root=/plain/path"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def _finite(module: torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in module.parameters())
 
 
-def test_a_nan_step_is_skipped_for_both_networks(make_cfg, tmp_path):
+def test_a_nan_step_is_skipped_for_both_networks(make_cfg, tmp_path, caplog):
     cfg = make_cfg(
         "debug=tiny",
         "trainer.max_steps=3",
@@ -40,7 +41,10 @@ def test_a_nan_step_is_skipped_for_both_networks(make_cfg, tmp_path):
         "+callbacks.poison.to_batch=1",
         output_dir=tmp_path / "run",
     )
-    metrics, objects = train(cfg)
+    with caplog.at_level("INFO"):
+        metrics, objects = train(cfg)
+    # the console speaks in generator steps (Lightning's own message would say max_steps=6)
+    assert "training stopped: trainer.max_steps=3 reached" in caplog.text
     assert metrics["train/skipped_steps"] == 1
     assert objects["model"].generator_step == 3  # three good steps, the bad batch did not count
     assert _finite(objects["model"].generator) and _finite(objects["model"].discriminator)
@@ -134,6 +138,11 @@ def test_atomic_save_through_fsspec_and_finished_only_after_a_normal_end(tmp_pat
     io.save_checkpoint({"global_step": 8}, tmp_path / "ckpts" / "last.ckpt")
     assert read_checkpoint_key(tmp_path / "ckpts" / "last.ckpt", "global_step") == 8
     assert [p.name for p in (tmp_path / "ckpts").iterdir()] == ["last.ckpt"]  # no temp left
+    # what Lightning loads for ckpt_path goes through weights_only, whatever torch's default
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"payload": pl.Callback()}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        io.load_checkpoint(evil)
 
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
     trainer.state.status = TrainerStatus.INTERRUPTED  # what older Lightning returns on Ctrl-C

@@ -123,7 +123,7 @@ def read_checkpoint(path: str | Path, role: str = "checkpoint") -> dict[str, Any
         if _is_local(path_str):
             local = Path(path_str.removeprefix("file://")).expanduser()
             if not local.is_file():
-                raise CheckpointError(f"{role} {local} does not exist; give a .ckpt file")
+                raise CheckpointError(f"{role} file does not exist: {local}")
             # mmap needs torch's zip format; legacy files (e.g. the original PI-REC .pth) load whole
             mmap = zipfile.is_zipfile(local)
             checkpoint = torch.load(local, map_location="cpu", weights_only=True, mmap=mmap)

@@ -20,6 +20,7 @@ from pirec_lightning.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 VGG_MODES = ("auto", "imagenet", "off")
+VGG_INPUTS = ("raw", "imagenet")
 GAN_TYPES = ("lsgan", "nsgan", "hinge")
 
 __all__ = ["ConfigError", "compose_config", "config_dir", "validate_config"]
@@ -140,6 +141,15 @@ def validate_config(cfg: DictConfig) -> None:
         f"data.split must be three non-negative fractions summing to 1, got {split}",
     )
 
+    try:
+        from pirec_lightning.data.extra_val import check_extra_val
+
+        extra_val = data.get("extra_val")
+        if extra_val is not None:
+            check_extra_val(OmegaConf.to_container(extra_val, resolve=True))
+    except ValueError as error:
+        raise ConfigError(str(error).splitlines()[0]) from error
+
     confusion = dict(data.get("confusion") or {})
     confusion.pop("enabled", None)
     confusion.pop("seed", None)
@@ -150,13 +160,15 @@ def validate_config(cfg: DictConfig) -> None:
     except (TypeError, ValueError) as error:
         raise ConfigError(f"data.confusion: {error}".splitlines()[0]) from error
 
-    try:  # data.cache, data.preprocess_backend, data.augment: their own modules check them
+    try:  # data.cache, .preprocess_backend, .augment, model.compile_mode: their modules check
         from pirec_lightning.data.augment import build_augmentation
         from pirec_lightning.data.cache import check_cache_mode
+        from pirec_lightning.models.networks.compile import check_compile_mode
         from pirec_lightning.preprocess.confusion import check_backend
 
         check_cache_mode(data.get("cache", "none"))
         check_backend(data.get("preprocess_backend", "engine"))
+        check_compile_mode(cfg.model.get("compile_mode"))
         augment = data.get("augment")
         build_augmentation(OmegaConf.to_container(augment) if augment is not None else None)
     except ValueError as error:
@@ -165,6 +177,11 @@ def validate_config(cfg: DictConfig) -> None:
     loss = cfg.loss
     vgg = "off" if loss.get("vgg") is False else loss.get("vgg")
     _require(vgg in VGG_MODES, f"loss.vgg must be one of {', '.join(VGG_MODES)}, got {vgg!r}")
+    vgg_input = loss.get("vgg_input", "raw")
+    _require(
+        vgg_input in VGG_INPUTS,
+        f"loss.vgg_input must be one of {', '.join(VGG_INPUTS)}, got {vgg_input!r}",
+    )
     _require(
         loss.get("gan_type") in GAN_TYPES,
         f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {loss.get('gan_type')!r}",
@@ -190,6 +207,11 @@ def validate_config(cfg: DictConfig) -> None:
             _is_int(base) and base > 0,
             f"model.{net}.base_channels must be a positive integer, got {base!r}",
         )
+    ema = cfg.model.get("ema_decay")
+    _require(
+        ema is None or (_is_number(ema) and 0 < ema < 1),
+        f"model.ema_decay must be a number in (0, 1) or null (off), got {ema!r}",
+    )
     blocks = cfg.model.generator.get("res_blocks")
     _require(
         _is_int(blocks) and blocks >= 0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import re
 from typing import Any
 
@@ -29,8 +30,9 @@ _HYDRA_FLAGS_WITH_VALUE |= {"--experimental-rerun"}
 
 
 def _quote_if_needed(override: str) -> str:
-    """``key=value`` with the value double-quoted when Hydra's lexer rejects it unquoted
-    (``~``, accents, ...) and accepts it quoted; anything else unchanged."""
+    """``key=value`` with a leading ``~`` expanded and the value double-quoted when Hydra's
+    lexer rejects it unquoted (``~``, accents, ...) and accepts it quoted; anything else
+    unchanged."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -42,6 +44,9 @@ def _quote_if_needed(override: str) -> str:
     key, sep, value = override.partition("=")
     if not sep or not value or '"' in value or "'" in value:
         return override
+    # as the shell would have done: Hydra itself never expands ~ (hydra.run.dir=~/x would
+    # make a folder named "~")
+    value = os.path.expanduser(value) if value.startswith("~") else value
     quoted = f'{key}="{value}"'
     try:
         parser.parse_override(quoted)

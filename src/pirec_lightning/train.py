@@ -67,7 +67,8 @@ def build_phase(cfg: DictConfig, **overrides: Any) -> PhaseModule:
 
 def build_callbacks(cfg: DictConfig, steps_per_batch: int) -> list[pl.Callback]:
     """Callbacks of ``cfg.callbacks`` (null entries skipped); step intervals are converted from
-    generator steps to Lightning's optimizer-step count."""
+    generator steps to Lightning's optimizer-step count. ``model.ema_decay`` adds the
+    generator EMA (:class:`~pirec_lightning.ema.GeneratorEMA`)."""
     callbacks = []
     for name, node in (cfg.get("callbacks") or {}).items():
         if node is None or "_target_" not in node:
@@ -77,6 +78,11 @@ def build_callbacks(cfg: DictConfig, steps_per_batch: int) -> list[pl.Callback]:
             kwargs["every_n_train_steps"] = int(node.every_n_train_steps) * steps_per_batch
         log.debug("callback %s", name)
         callbacks.append(instantiate(node, **kwargs))
+    ema_decay = OmegaConf.select(cfg, "model.ema_decay")
+    if ema_decay is not None:
+        from pirec_lightning.ema import GeneratorEMA
+
+        callbacks.append(GeneratorEMA(float(ema_decay)))
     return callbacks
 
 
@@ -192,6 +198,8 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         check_resume_checkpoint(cfg.ckpt_path, model, cfg.phase.name)
     if init_from is not None and cfg.get("ckpt_path") is None:
         copied = init_from_checkpoint(model, init_from)
+        if hasattr(model, "after_init_from"):  # a residual refinement starts as the identity
+            model.after_init_from(init_from)
         log.info("%s: weights from %s (%s)", cfg.phase.name, init_from, copied)
     elif cfg.phase.name != "imitation" and cfg.get("ckpt_path") is None:
         warnings.warn(
