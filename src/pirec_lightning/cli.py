@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pirec_lightning import __version__
+from pirec_lightning.errors import PirecError, report
 
 EXAMPLES = "examples:\n  "
 
@@ -101,6 +102,12 @@ def add_reconstruct(commands) -> None:
         choices=("auto", "white-on-black", "black-on-white"),
         help="auto: the majority value is the background (default)",
     )
+    parser.add_argument(
+        "--edge-style",
+        default="canny",
+        choices=("canny", "drawn"),
+        help="drawn: lines a person drew, thinned to 1 pixel before the model (default canny)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="folder mode batch size")
     for flag, kind in (("--sigma", float), ("--median-kernel", int), ("--k", int)):
         parser.add_argument(flag, type=kind, help="photo mode: override the evaluation value")
@@ -120,7 +127,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if args.no_refine:
             model.refiner = None
         written = reconstruct_folder(
-            model, args.input_dir, args.output_dir, args.batch_size, args.edge_polarity, args.device
+            model,
+            args.input_dir,
+            args.output_dir,
+            args.batch_size,
+            args.edge_polarity,
+            args.device,
+            edge_style=args.edge_style,
         )
         print(f"wrote {len(written)} images to {args.output_dir}")
         return 0
@@ -137,7 +150,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         )  # fmt: skip
     else:
         images = model.reconstruct(
-            args.edge, args.color, refine, output_type="pil", edge_polarity=args.edge_polarity
+            args.edge,
+            args.color,
+            refine,
+            output_type="pil",
+            edge_polarity=args.edge_polarity,
+            edge_style=args.edge_style,
         )
     Path(args.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
     images[0].save(Path(args.output).expanduser())
@@ -172,6 +190,13 @@ def add_evaluate(commands) -> None:
     parser.add_argument("-O", "--output-dir", default="evaluation", help="default: evaluation/")
     parser.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
     parser.add_argument("--fid-weights", help="Inception weights file for FID (torch-fidelity)")
+    parser.add_argument(
+        "--edges",
+        default="canny",
+        choices=("canny", "drawn", "drawn-as-is"),
+        help="canny (default); drawn: a synthetic drawn-lines set (3-px strokes, one per outline) "
+        "fed thinned (edge_style=drawn); drawn-as-is: the same strokes unthinned",
+    )
     parser.set_defaults(run=run_evaluate)
 
 
@@ -198,7 +223,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         raise ValueError("original PI-REC weights have no test split: pass --input-dir")
     report, grid = evaluate(
-        model, images, args.batch_size, args.limit, args.seed, args.lpips_weights, args.fid_weights
+        model,
+        images,
+        args.batch_size,
+        args.limit,
+        args.seed,
+        args.lpips_weights,
+        args.fid_weights,
+        edges=args.edges,
     )
     report = {"model": args.checkpoint or args.pirec_generator, "source": source, **report}
     json_path, grid_path = write_report(report, grid, args.output_dir)
@@ -301,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # Hydra's own flags (-m, --cfg job, --help) go through untouched: argparse's REMAINDER
+        # rejects an argument list that starts with a flag
+        return run_train(argparse.Namespace(overrides=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -308,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return args.run(args)
+    except PirecError as error:
+        return report(error)
     except (ValueError, FileNotFoundError) as error:
         lines = str(error).strip().splitlines() or [type(error).__name__]
         print(f"error: {lines[0]}", file=sys.stderr)

@@ -13,15 +13,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pirec_lightning.config_checks import check_known_keys, check_runtime
+from pirec_lightning.errors import ConfigError
+
 #: the folder holding train.yaml when running from a source checkout
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 VGG_MODES = ("auto", "imagenet", "off")
+VGG_INPUTS = ("raw", "imagenet")
 GAN_TYPES = ("lsgan", "nsgan", "hinge")
 
-
-class ConfigError(ValueError):
-    """A configuration mistake, reported as one line before any work starts."""
+__all__ = ["ConfigError", "compose_config", "config_dir", "validate_config"]
 
 
 def config_dir() -> Path:
@@ -99,8 +101,9 @@ def validate_config(cfg: DictConfig) -> None:
     data = cfg.data
     size = data.get("image_size")
     _require(
-        _is_int(size) and size >= 16 and size % 4 == 0,
-        f"data.image_size must be an integer >= 16 divisible by 4, got {size!r}",
+        _is_int(size) and size >= 32 and size % 4 == 0,
+        f"data.image_size must be an integer >= 32 divisible by 4 (the networks downsample "
+        f"twice and the discriminator needs room), got {size!r}",
     )
     for key in ("batch_size", "num_workers"):
         value = data.get(key)
@@ -109,6 +112,11 @@ def validate_config(cfg: DictConfig) -> None:
             f"data.{key} must be a {'positive' if key == 'batch_size' else 'non-negative'} "
             f"integer, got {value!r}",
         )
+    pixels = data.get("max_pixels")
+    _require(
+        pixels is None or (_is_int(pixels) and pixels > 0),
+        f"data.max_pixels must be a positive integer or null (no limit), got {pixels!r}",
+    )
     limit = data.get("limit")
     _require(
         limit is None or (_is_int(limit) and limit > 0),
@@ -133,6 +141,15 @@ def validate_config(cfg: DictConfig) -> None:
         f"data.split must be three non-negative fractions summing to 1, got {split}",
     )
 
+    try:
+        from pirec_lightning.data.extra_val import check_extra_val
+
+        extra_val = data.get("extra_val")
+        if extra_val is not None:
+            check_extra_val(OmegaConf.to_container(extra_val, resolve=True))
+    except ValueError as error:
+        raise ConfigError(str(error).splitlines()[0]) from error
+
     confusion = dict(data.get("confusion") or {})
     confusion.pop("enabled", None)
     confusion.pop("seed", None)
@@ -143,13 +160,15 @@ def validate_config(cfg: DictConfig) -> None:
     except (TypeError, ValueError) as error:
         raise ConfigError(f"data.confusion: {error}".splitlines()[0]) from error
 
-    try:  # data.cache, data.preprocess_backend, data.augment: their own modules check them
+    try:  # data.cache, .preprocess_backend, .augment, model.compile_mode: their modules check
         from pirec_lightning.data.augment import build_augmentation
         from pirec_lightning.data.cache import check_cache_mode
+        from pirec_lightning.models.networks.compile import check_compile_mode
         from pirec_lightning.preprocess.confusion import check_backend
 
         check_cache_mode(data.get("cache", "none"))
         check_backend(data.get("preprocess_backend", "engine"))
+        check_compile_mode(cfg.model.get("compile_mode"))
         augment = data.get("augment")
         build_augmentation(OmegaConf.to_container(augment) if augment is not None else None)
     except ValueError as error:
@@ -158,6 +177,11 @@ def validate_config(cfg: DictConfig) -> None:
     loss = cfg.loss
     vgg = "off" if loss.get("vgg") is False else loss.get("vgg")
     _require(vgg in VGG_MODES, f"loss.vgg must be one of {', '.join(VGG_MODES)}, got {vgg!r}")
+    vgg_input = loss.get("vgg_input", "raw")
+    _require(
+        vgg_input in VGG_INPUTS,
+        f"loss.vgg_input must be one of {', '.join(VGG_INPUTS)}, got {vgg_input!r}",
+    )
     _require(
         loss.get("gan_type") in GAN_TYPES,
         f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {loss.get('gan_type')!r}",
@@ -183,6 +207,11 @@ def validate_config(cfg: DictConfig) -> None:
             _is_int(base) and base > 0,
             f"model.{net}.base_channels must be a positive integer, got {base!r}",
         )
+    ema = cfg.model.get("ema_decay")
+    _require(
+        ema is None or (_is_number(ema) and 0 < ema < 1),
+        f"model.ema_decay must be a number in (0, 1) or null (off), got {ema!r}",
+    )
     blocks = cfg.model.generator.get("res_blocks")
     _require(
         _is_int(blocks) and blocks >= 0,
@@ -197,12 +226,20 @@ def validate_config(cfg: DictConfig) -> None:
             value is None or fraction or (_is_int(value) and (value > 0 or key == "max_steps")),
             f"trainer.{key} must be a positive integer, got {value!r}",
         )
+    try:
+        from pirec_lightning.distributed import check_trainer_config
+
+        check_trainer_config(trainer)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     _require_path(
         cfg.get("ckpt_path"), "ckpt_path", "file", "give a .ckpt file written by an earlier run"
     )
     _require_path(
         cfg.get("init_from"), "init_from", "file", "give an earlier phase's checkpoints/last.ckpt"
     )
+    check_known_keys(cfg)
+    check_runtime(cfg)
     # resolve every interpolation now, so a typo in one fails here and not mid-run
     try:
         OmegaConf.to_container(cfg, resolve=True)

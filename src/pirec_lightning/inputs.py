@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 
 from pirec_lightning.data.folder import _to_rgb_on_white
@@ -43,9 +43,13 @@ def _open(path: str | os.PathLike) -> Image.Image:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"image file does not exist: {path}")
-    with Image.open(path) as opened:
-        opened.load()
-        return ImageOps.exif_transpose(opened)
+    from pirec_lightning.data.decode import decode_image
+    from pirec_lightning.data.scan import DECODE_ERRORS
+
+    try:  # upright, sRGB, refused over the pixel limit; a bad file is one line, not a traceback
+        return decode_image(path, None)
+    except DECODE_ERRORS as error:
+        raise ValueError(f"cannot decode image {path}: {type(error).__name__}: {error}") from None
 
 
 def _pil_to_array(image: Image.Image, channels: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The sketch app's canvases as PI-REC inputs, and PI-REC's example pairs; free of Gradio.
+"""What the sketch app does, free of Gradio: its actions (:class:`SketchHandlers`), its canvases as
+PI-REC inputs, and PI-REC's example pairs.
 
 The edge canvas is drawn as PI-REC's edge files are stored (white lines on black) and the color
 domain canvas starts white. A canvas value is what an image editor hands over: a mapping with
@@ -13,6 +14,7 @@ does the reading (edge polarity, binarization) and the reconstruction.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,11 +25,14 @@ import torch
 from PIL import Image
 
 if TYPE_CHECKING:
+    from pirec_lightning.inference import Reconstructor
     from pirec_lightning.pairs import Pair
 
 __all__ = [
     "COLOR_BACKGROUND",
     "EDGE_BACKGROUND",
+    "AppError",
+    "SketchHandlers",
     "blank_canvas",
     "canvas_value",
     "default_example_roots",
@@ -40,6 +45,12 @@ __all__ = [
 EDGE_BACKGROUND = (0, 0, 0)
 #: the color domain canvas starts white (unpainted areas read as white)
 COLOR_BACKGROUND = (255, 255, 255)
+#: canvas size without a model (PI-REC's 128 px)
+DEFAULT_SIZE = 128
+NO_MODEL = (
+    "No model loaded: start the app with `pirec app --checkpoint <run>/refinement/checkpoints/"
+    "last.ckpt` (or `--pirec-generator G_Model_gen.pth [--pirec-refiner R_Model_gen.pth]`)."
+)
 
 
 def _as_pil(image: Any) -> Image.Image | None:
@@ -144,3 +155,115 @@ def default_example_roots() -> list[Path]:
         if root is not None and root.resolve() not in [r.resolve() for r in unique]:
             unique.append(root)
     return unique
+
+
+class AppError(ValueError):
+    """A problem the page reports as one line (no model, empty canvas, no refinement stage)."""
+
+
+class SketchHandlers:
+    """What the app's buttons and sliders do, callable without a browser.
+
+    Args:
+        reconstructor: the model, or None (the app opens and says what to pass).
+        source: where the model came from, shown in the page.
+    """
+
+    def __init__(self, reconstructor: Reconstructor | None = None, source: str = "") -> None:
+        self.reconstructor = reconstructor
+        self.source = source
+        trained = getattr(reconstructor, "image_size", None)
+        self.size = int(trained) if trained else DEFAULT_SIZE
+
+    # ------------------------------------------------------------------------- what is shown
+    def status(self) -> str:
+        """One Markdown line: the model and its canvas size, or what to pass."""
+        if self.reconstructor is None:
+            return NO_MODEL
+        stages = "two stages (Generate, Refine)" if self.stages == 2 else "one stage (Generate)"
+        return f"Model: `{self.source or 'in memory'}`, {stages}, canvas {self.size} px."
+
+    @property
+    def stages(self) -> int:
+        """1 or 2; 0 without a model."""
+        return 0 if self.reconstructor is None else int(self.reconstructor.stages)
+
+    def slider_settings(self) -> dict[str, dict[str, float]]:
+        """``sigma`` and ``k`` slider ranges and defaults: the model's evaluation values at the
+        canvas size (PI-REC's defaults without a model)."""
+        from pirec_lightning.preprocess.confusion import ConfusionConfig
+
+        confusion = getattr(self.reconstructor, "confusion", None) or ConfusionConfig()
+        scale = self.size / confusion.reference_size
+        sigma_max = math.ceil(2 * confusion.canny_sigma[1] * scale)
+        return {
+            "sigma": {
+                "minimum": 0.5,
+                "maximum": sigma_max,
+                "value": confusion.val_canny_sigma * scale,
+            },
+            "k": {"minimum": 1, "maximum": 8, "value": confusion.val_k},
+        }
+
+    def blank_edge(self) -> dict[str, Any]:
+        """An empty edge canvas value (black)."""
+        return canvas_value(blank_canvas(self.size, EDGE_BACKGROUND))
+
+    def blank_color(self) -> dict[str, Any]:
+        """An empty color domain canvas value (white)."""
+        return canvas_value(blank_canvas(self.size, COLOR_BACKGROUND))
+
+    # ---------------------------------------------------------------------------- the actions
+    def _model(self) -> Reconstructor:
+        if self.reconstructor is None:
+            raise AppError(NO_MODEL)
+        return self.reconstructor
+
+    def _inputs(self, edge: Any, color: Any) -> tuple[Any, Any]:
+        if edge is None:
+            raise AppError("the edge canvas is empty: draw lines, load a photo or pick an example")
+        if color is None:
+            raise AppError(
+                "the color canvas is empty: paint colors, load a photo or pick an example"
+            )
+        return (
+            flatten_canvas(edge, EDGE_BACKGROUND, self.size),
+            flatten_canvas(color, COLOR_BACKGROUND, self.size),
+        )
+
+    def generate(self, edge: Any, color: Any) -> Image.Image:
+        """The first stage's image (PIL, canvas size) from the two canvas values."""
+        model = self._model()
+        edge_image, color_image = self._inputs(edge, color)
+        return model.reconstruct(edge_image, color_image, refine=False, output_type="pil")[0]
+
+    def refine(self, edge: Any, color: Any) -> tuple[Image.Image, Image.Image]:
+        """``(first stage, refined)`` images (PIL, canvas size) from the two canvas values."""
+        model = self._model()
+        if self.stages < 2:
+            raise AppError(
+                "this model has no refinement stage: load a refinement checkpoint "
+                "(--checkpoint <run>/refinement/checkpoints/last.ckpt) or add --pirec-refiner"
+            )
+        edge_image, color_image = self._inputs(edge, color)
+        final, first = model.reconstruct(
+            edge_image, color_image, refine=True, return_preliminary=True, output_type="pil"
+        )
+        return first[0], final[0]
+
+    def extract(
+        self, photo: str | Path | None, sigma: float, k: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Edge and color domain canvas values of a photo file, center-cropped and resized to
+        the canvas; ``sigma`` (Canny) and ``k`` (colors) in canvas pixels."""
+        from pirec_lightning.data.folder import load_image
+
+        model = self._model()
+        if photo is None:
+            raise AppError("no photo: upload one or pick an example photo")
+        try:
+            image = load_image(photo, self.size)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise AppError(f"cannot read the photo {Path(photo).name}: {error}") from error
+        edge, color = model.photo_inputs(image, sigma=float(sigma), k=int(k))
+        return canvas_value(to_canvas_image(edge)), canvas_value(to_canvas_image(color))

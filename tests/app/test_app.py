@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pirec_lightning.app import AppError, SketchHandlers, _in_page, build_app
-from pirec_lightning.sketch import canvas_value
+from pirec_lightning.app import _in_page, build_app
+from pirec_lightning.sketch import AppError, SketchHandlers, canvas_value
 from tests.app.conftest import SIZE
 
 

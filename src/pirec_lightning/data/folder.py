@@ -18,25 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
+from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS, ImageTooLarge, decode_image
+from pirec_lightning.data.scan import DECODE_ERRORS, IMAGE_EXTENSIONS, CorruptImageWarning
+
 __all__ = [
+    "DECODE_ERRORS",
     "IMAGE_EXTENSIONS",
     "CorruptImageWarning",
+    "ImageTooLarge",
+    "SharedCounter",
     "FolderImageDataset",
     "find_images",
     "load_image",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-"""File extensions `find_images` accepts, compared case-insensitively."""
-
 _WHITE = (255, 255, 255)
-
-
-class CorruptImageWarning(UserWarning):
-    """A file with an image extension could not be decoded and was skipped."""
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -108,30 +107,33 @@ def _to_rgb_on_white(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path, image_size: int) -> torch.Tensor:
+def load_image(
+    path: str | Path, image_size: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
     """Decode one image file to a square float tensor.
 
-    Steps: decode with Pillow, apply the EXIF orientation, convert any mode to RGB with
-    transparency composited onto white, center-crop to a square of the shorter side, resize to
-    ``image_size`` with Lanczos (antialiased), scale to [0, 1]. No randomness.
+    Steps: refuse more than ``max_pixels`` pixels before decoding, decode with Pillow (large
+    JPEGs in draft mode, at the smallest DCT scale that keeps ``image_size``), apply the EXIF
+    orientation, convert CMYK (and RGB with an embedded ICC profile) to sRGB through that
+    profile, convert any mode to RGB with transparency composited onto white, center-crop to a
+    square of the shorter side, resize to ``image_size`` with Lanczos (antialiased), scale to
+    [0, 1]. No randomness.
 
     Args:
         path: an image file in any format Pillow decodes.
         image_size: side ``S`` of the output, in pixels (> 0).
+        max_pixels: refuse larger images with :class:`ImageTooLarge` (None: no limit of ours).
 
     Returns:
         ``(3, S, S)`` float32 in [0, 1].
 
     Raises:
-        OSError, ValueError, SyntaxError, ...: whatever Pillow raises for an undecodable or
-            truncated file (`FolderImageDataset` catches these).
+        DECODE_ERRORS: what Pillow raises for an undecodable or truncated file, and
+            :class:`ImageTooLarge` (`FolderImageDataset` catches exactly these).
     """
     if image_size <= 0:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
-    with Image.open(path) as opened:
-        opened.load()  # decode fully here so truncation errors surface inside this call
-        image = ImageOps.exif_transpose(opened)
-    return square_tensor(image, image_size)
+    return square_tensor(decode_image(path, image_size, max_pixels), image_size)
 
 
 def square_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
@@ -149,6 +151,20 @@ def square_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
     return tensor.clamp_(0.0, 1.0)
 
 
+class SharedCounter:
+    """A count in shared memory, so DataLoader worker processes add to the main process's."""
+
+    def __init__(self) -> None:
+        self._value = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def add(self, amount: int = 1) -> None:
+        self._value.add_(amount)
+
+    @property
+    def value(self) -> int:
+        return int(self._value.item())
+
+
 class FolderImageDataset(Dataset[torch.Tensor]):
     """Images from a folder (or a list of files) as ``(3, S, S)`` float32 tensors in [0, 1].
 
@@ -157,16 +173,27 @@ class FolderImageDataset(Dataset[torch.Tensor]):
     `CorruptImageWarning` naming it, recorded in `skipped_files`, and the next decodable image
     (wrapping around) is returned instead. If no file decodes, a RuntimeError names the folder.
 
-    With DataLoader workers each worker holds its own copy of the dataset, so `skipped_files` /
-    `num_skipped` in the main process only reflect decoding done there; each worker warns on its
-    own.
+    With DataLoader workers each worker holds its own copy of the dataset, so `skipped_files`
+    in the main process only reflects decoding done there and each worker warns on its own;
+    `failures` (shared memory) counts the failures of every worker.
+
+    Only decoding errors (`DECODE_ERRORS`, `ImageTooLarge`) are caught: a MemoryError or a bug
+    still stops training.
 
     Args:
         files: a folder (searched with `find_images`) or a sequence of image paths.
         image_size: side ``S`` of every returned image, in pixels.
+        max_pixels: refuse images with more pixels (`load_image`).
+        failures: a counter to share between datasets (e.g. the splits of one DataModule).
     """
 
-    def __init__(self, files: Sequence[str | Path] | str | Path, image_size: int = 64) -> None:
+    def __init__(
+        self,
+        files: Sequence[str | Path] | str | Path,
+        image_size: int = 64,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        failures: SharedCounter | None = None,
+    ) -> None:
         if image_size <= 0:
             raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
         if isinstance(files, (str, os.PathLike)):
@@ -178,6 +205,8 @@ class FolderImageDataset(Dataset[torch.Tensor]):
                 raise ValueError("FolderImageDataset needs at least one image file, got none")
             self.root = None
         self.image_size = image_size
+        self.max_pixels = max_pixels
+        self.failures = failures if failures is not None else SharedCounter()
         self.skipped_files: list[Path] = []
         self._bad: set[int] = set()
 
@@ -208,9 +237,10 @@ class FolderImageDataset(Dataset[torch.Tensor]):
             if i in self._bad:
                 continue
             try:
-                return load_image(self.files[i], self.image_size)
-            except Exception as error:  # noqa: BLE001 - any decoder failure means "skip the file"
+                return load_image(self.files[i], self.image_size, self.max_pixels)
+            except DECODE_ERRORS as error:  # a bad file, not a bug or MemoryError: replace it
                 last_error = error
+                self.failures.add()
                 self._bad.add(i)
                 self.skipped_files.append(self.files[i])
                 warnings.warn(

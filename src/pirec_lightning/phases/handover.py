@@ -14,11 +14,7 @@ import torch
 from torch import nn
 
 from pirec_lightning.checkpoints import load_weights_only
-from pirec_lightning.config import ConfigError
-
-
-class HandOverError(ConfigError):
-    """A checkpoint that cannot initialize the requested phase."""
+from pirec_lightning.errors import HandOverError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

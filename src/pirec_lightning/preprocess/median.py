@@ -10,6 +10,11 @@ Two exact implementations share one entry point, :func:`median_blur`:
     dense, so time and memory do not depend on the kernel size, and a per-sample kernel size is
     just a per-sample matrix. Counts are small integers: exact in float16 (used on CUDA for
     k <= 45) and float32, also under TF32 or bfloat16 matmul settings for k <= 255.
+``"radix"`` (any device, batched)
+    The same box counts, but by radix selection over the 8 bits: each bit step box-filters only
+    the candidate thresholds some pixel of the image plane needs (see
+    :mod:`pirec_lightning.preprocess.median_radix`), at most the histogram's 255 in total and
+    far fewer on planes with few distinct medians.
 ``"opencv"`` (CPU)
     ``cv2.medianBlur`` per image and channel on a thread pool (OpenCV releases the GIL).
 """
@@ -26,7 +31,7 @@ from torch import Tensor, nn
 
 from ._checks import check_images, per_sample
 
-METHODS = ("auto", "histogram", "opencv")
+METHODS = ("auto", "histogram", "radix", "opencv")
 
 # Elements of one (B, H, C, levels, W) chunk: ~128 MB in float32, ~64 MB in float16; a few
 # such buffers are alive at once.
@@ -45,7 +50,7 @@ def median_blur(images: Tensor, kernel_size: int | Tensor, method: str = "auto")
     Args:
         images: (B, C, H, W) float in [0, 1], any C.
         kernel_size: odd int >= 1, or a (B,) integer tensor of odd sizes, one per sample.
-        method: ``"histogram"`` (batched tensor method, any device), ``"opencv"``
+        method: ``"histogram"`` or ``"radix"`` (batched tensor methods, any device), ``"opencv"``
             (``cv2.medianBlur`` on a thread pool; tensors on other devices go through the
             CPU) or ``"auto"``: ``"opencv"`` for CPU tensors when OpenCV is installed,
             else ``"histogram"``.
@@ -77,7 +82,7 @@ class MedianBlur(nn.Module):
 
     Args:
         kernel_size: odd int >= 1, or a (B,) integer tensor of odd sizes, one per sample.
-        method: ``"auto"``, ``"histogram"`` or ``"opencv"``; see :func:`median_blur`.
+        method: ``"auto"``, ``"histogram"``, ``"radix"`` or ``"opencv"``; see :func:`median_blur`.
 
     Shape:
         - Input: (B, C, H, W) float in [0, 1].
@@ -125,6 +130,10 @@ def median_of_levels(levels: Tensor, kernel: Tensor, method: str = "auto") -> Te
         method = "opencv" if levels.device.type == "cpu" and _cv2() is not None else "histogram"
     if method == "opencv":
         return _opencv_median(levels, kernel.cpu()).to(levels.device).long()
+    if method == "radix":  # levels in [0, 255]: 8-bit images, or the ranks of K colors
+        from pirec_lightning.preprocess.median_radix import median_levels_radix
+
+        return median_levels_radix(levels, kernel.to(levels.device) // 2)
     return median_levels(levels, kernel.to(levels.device) // 2)
 
 

@@ -21,16 +21,14 @@ from pathlib import Path
 
 import torch
 
+from pirec_lightning.errors import VGGWeightsUnavailable
+
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 DOWNLOAD_TIMEOUT_S = 10.0
 
 # torchvision names weight files <name>-<first hex digits of their sha256>.pth.
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,})\.pth?$")
-
-
-class VGGWeightsUnavailable(RuntimeError):
-    """The VGG19 weights are neither on disk nor downloadable."""
 
 
 def _offline() -> bool:
