@@ -29,8 +29,9 @@ def test_refinement_checkpoint_gives_both_stages_with_its_weights(tiny_run, refi
     torch.testing.assert_close(
         refinement.generator.encoder[1].weight, state["preliminary_generator.encoder.1.weight"]
     )
+    # the default refinement paints a correction: its generator sits in a ResidualRefiner
     torch.testing.assert_close(
-        refinement.refiner.encoder[1].weight, state["generator.encoder.1.weight"]
+        refinement.refiner.generator.encoder[1].weight, state["generator.encoder.1.weight"]
     )
     edge, color = inputs()
     final, first = refinement.reconstruct(edge, color, return_preliminary=True)
@@ -118,3 +119,30 @@ def test_preprocessor_at_any_size():
         Preprocessor(32)(torch.rand(1, 3, 40, 40), "predict", ("edge",))
     with pytest.raises(ValueError, match="unknown params"):
         pre(torch.rand(1, 3, 8, 8), "predict", ("edge",), params={"sigma": 1.0})
+
+
+def test_drawn_edge_style_thins_strokes_before_the_model(refinement, tmp_path):
+    """edge_style="drawn" gives what the model gives for the 1-pixel centre lines of the
+    strokes; "canny" feeds them as they are (and differs)."""
+    from pirec_lightning.pairs import reconstruct_folder
+    from pirec_lightning.preprocess.drawn import dilate_edges, thin_edges
+
+    edge, color = inputs()
+    strokes = dilate_edges(edge * (torch.rand_like(edge) > 0.7), 1)  # sparse 3-px strokes
+    polarity = "white-on-black"
+    drawn = refinement.reconstruct(strokes, color, edge_style="drawn", edge_polarity=polarity)
+    thinned = refinement.reconstruct(thin_edges(strokes), color, edge_polarity=polarity)
+    torch.testing.assert_close(drawn, thinned)
+    as_is = refinement.reconstruct(strokes, color, edge_polarity=polarity)
+    assert not torch.allclose(drawn, as_is)
+    with pytest.raises(ValueError, match="canny, drawn"):
+        refinement.reconstruct(strokes, color, edge_style="pencil")
+    # folder mode reads pairs the same way
+    from torchvision.utils import save_image
+
+    save_image(strokes[0], tmp_path / "1_e.png")
+    save_image(color[0], tmp_path / "1_c.png")
+    written = reconstruct_folder(
+        refinement, tmp_path, tmp_path / "out", edge_polarity=polarity, edge_style="drawn"
+    )
+    assert len(written) == 1 and written[0].is_file()

@@ -102,6 +102,12 @@ def add_reconstruct(commands) -> None:
         choices=("auto", "white-on-black", "black-on-white"),
         help="auto: the majority value is the background (default)",
     )
+    parser.add_argument(
+        "--edge-style",
+        default="canny",
+        choices=("canny", "drawn"),
+        help="drawn: lines a person drew, thinned to 1 pixel before the model (default canny)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="folder mode batch size")
     for flag, kind in (("--sigma", float), ("--median-kernel", int), ("--k", int)):
         parser.add_argument(flag, type=kind, help="photo mode: override the evaluation value")
@@ -121,7 +127,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if args.no_refine:
             model.refiner = None
         written = reconstruct_folder(
-            model, args.input_dir, args.output_dir, args.batch_size, args.edge_polarity, args.device
+            model,
+            args.input_dir,
+            args.output_dir,
+            args.batch_size,
+            args.edge_polarity,
+            args.device,
+            edge_style=args.edge_style,
         )
         print(f"wrote {len(written)} images to {args.output_dir}")
         return 0
@@ -138,7 +150,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         )  # fmt: skip
     else:
         images = model.reconstruct(
-            args.edge, args.color, refine, output_type="pil", edge_polarity=args.edge_polarity
+            args.edge,
+            args.color,
+            refine,
+            output_type="pil",
+            edge_polarity=args.edge_polarity,
+            edge_style=args.edge_style,
         )
     Path(args.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
     images[0].save(Path(args.output).expanduser())
@@ -173,6 +190,13 @@ def add_evaluate(commands) -> None:
     parser.add_argument("-O", "--output-dir", default="evaluation", help="default: evaluation/")
     parser.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
     parser.add_argument("--fid-weights", help="Inception weights file for FID (torch-fidelity)")
+    parser.add_argument(
+        "--edges",
+        default="canny",
+        choices=("canny", "drawn", "drawn-as-is"),
+        help="canny (default); drawn: a synthetic drawn-lines set (3-px strokes, one per outline) "
+        "fed thinned (edge_style=drawn); drawn-as-is: the same strokes unthinned",
+    )
     parser.set_defaults(run=run_evaluate)
 
 
@@ -199,7 +223,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         raise ValueError("original PI-REC weights have no test split: pass --input-dir")
     report, grid = evaluate(
-        model, images, args.batch_size, args.limit, args.seed, args.lpips_weights, args.fid_weights
+        model,
+        images,
+        args.batch_size,
+        args.limit,
+        args.seed,
+        args.lpips_weights,
+        args.fid_weights,
+        edges=args.edges,
     )
     report = {"model": args.checkpoint or args.pirec_generator, "source": source, **report}
     json_path, grid_path = write_report(report, grid, args.output_dir)

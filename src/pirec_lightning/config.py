@@ -20,6 +20,7 @@ from pirec_lightning.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 VGG_MODES = ("auto", "imagenet", "off")
+VGG_INPUTS = ("raw", "imagenet")
 GAN_TYPES = ("lsgan", "nsgan", "hinge")
 
 __all__ = ["ConfigError", "compose_config", "config_dir", "validate_config"]
@@ -140,6 +141,15 @@ def validate_config(cfg: DictConfig) -> None:
         f"data.split must be three non-negative fractions summing to 1, got {split}",
     )
 
+    try:
+        from pirec_lightning.data.extra_val import check_extra_val
+
+        extra_val = data.get("extra_val")
+        if extra_val is not None:
+            check_extra_val(OmegaConf.to_container(extra_val, resolve=True))
+    except ValueError as error:
+        raise ConfigError(str(error).splitlines()[0]) from error
+
     confusion = dict(data.get("confusion") or {})
     confusion.pop("enabled", None)
     confusion.pop("seed", None)
@@ -167,6 +177,11 @@ def validate_config(cfg: DictConfig) -> None:
     loss = cfg.loss
     vgg = "off" if loss.get("vgg") is False else loss.get("vgg")
     _require(vgg in VGG_MODES, f"loss.vgg must be one of {', '.join(VGG_MODES)}, got {vgg!r}")
+    vgg_input = loss.get("vgg_input", "raw")
+    _require(
+        vgg_input in VGG_INPUTS,
+        f"loss.vgg_input must be one of {', '.join(VGG_INPUTS)}, got {vgg_input!r}",
+    )
     _require(
         loss.get("gan_type") in GAN_TYPES,
         f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {loss.get('gan_type')!r}",
@@ -192,6 +207,11 @@ def validate_config(cfg: DictConfig) -> None:
             _is_int(base) and base > 0,
             f"model.{net}.base_channels must be a positive integer, got {base!r}",
         )
+    ema = cfg.model.get("ema_decay")
+    _require(
+        ema is None or (_is_number(ema) and 0 < ema < 1),
+        f"model.ema_decay must be a number in (0, 1) or null (off), got {ema!r}",
+    )
     blocks = cfg.model.generator.get("res_blocks")
     _require(
         _is_int(blocks) and blocks >= 0,
@@ -206,6 +226,12 @@ def validate_config(cfg: DictConfig) -> None:
             value is None or fraction or (_is_int(value) and (value > 0 or key == "max_steps")),
             f"trainer.{key} must be a positive integer, got {value!r}",
         )
+    try:
+        from pirec_lightning.distributed import check_trainer_config
+
+        check_trainer_config(trainer)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     _require_path(
         cfg.get("ckpt_path"), "ckpt_path", "file", "give a .ckpt file written by an earlier run"
     )

@@ -37,6 +37,8 @@ __all__ = [
 
 #: compared stages, in report order
 STAGES = ("color_domain", "first_stage", "refined")
+#: edge maps evaluate() can use (see its docstring)
+EDGES = ("canny", "drawn", "drawn-as-is")
 
 ALEXNET = (
     "alexnet-owt-7be5be79.pth",
@@ -195,29 +197,41 @@ def evaluate(
     fid_weights: str | Path | None = None,
     grid_images: int = 8,
     num_workers: int = 0,
+    edges: str = "canny",
 ) -> tuple[dict[str, Any], Tensor]:
     """Evaluate ``reconstructor`` on ``images`` (a dataset of (3, S, S) in [0, 1]; ``limit``:
     that many images evenly spread over it, see :func:`spread_indices`).
 
+    ``edges`` picks the edge maps: ``canny`` (the evaluation settings), ``drawn`` (a synthetic
+    drawn-lines set, :func:`pirec_lightning.data.drawn_set.drawn_edges_for`, fed with
+    ``edge_style="drawn"``: thinned to 1 pixel) or ``drawn-as-is`` (the same strokes, unthinned).
+
     Returns:
         ``(report, grid)``: the report dict (``images``, ``image_size``, ``stages`` ->
         ``{stage: {metric: value}}``, ``skipped`` metrics with the reason, ``settings``) and a
-        (3, H', W') grid in [0, 1] of the first ``grid_images`` images: edge | color domain |
+        (3, H', W') grid in [0, 1] of ``grid_images`` images spread over the set: edge | color domain |
         first stage | refined | ground truth.
     """
     if limit is not None:
         images = Subset(images, spread_indices(len(images), limit))
     if len(images) == 0:
         raise ValueError("no images to evaluate")
+    if edges not in EDGES:
+        raise ValueError(f"unknown edges {edges!r}; choose one of {', '.join(EDGES)}")
     device = reconstructor.device
     factories, skipped = optional_metrics(lpips_weights, fid_weights)
     stages = STAGES if reconstructor.stages == 2 else STAGES[:2]
     metrics = {stage: _stage_metrics(factories, device) for stage in stages}
     loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers)
     columns: list[list[Tensor]] = []
+    grid_rows = set(spread_indices(len(images), grid_images))  # a grid that samples the whole set
     for i, batch in enumerate(loader):
         batch = (batch["image"] if isinstance(batch, dict) else batch).to(device)
         edge, color = reconstructor.photo_inputs(batch, seed=seed + i)
+        if edges != "canny":
+            from pirec_lightning.data.drawn_set import drawn_edges_for
+
+            edge = drawn_edges_for(batch, color, "drawn" if edges == "drawn" else "canny")
         final, first = reconstructor.reconstruct_tensors(edge, color)
         outputs = {"color_domain": color.float(), "first_stage": first, "refined": final}
         for stage in stages:
@@ -227,9 +241,10 @@ def evaluate(
                     metric.update(outputs[stage], real=False)
                 else:
                     metric.update(outputs[stage], batch)
-        if sum(len(c[0]) for c in columns) < grid_images:
+        rows = [j for j in range(len(batch)) if i * batch_size + j in grid_rows]
+        if rows:
             shown = [edge.expand_as(batch), color, first] + ([final] if len(stages) == 3 else [])
-            columns.append([t.float().cpu() for t in [*shown, batch]])
+            columns.append([t[rows].float().cpu() for t in [*shown, batch]])
     results = {
         stage: {name: _value(metric) for name, metric in stage_metrics.items()}
         for stage, stage_metrics in metrics.items()
@@ -241,7 +256,7 @@ def evaluate(
         "image_size": int(size),
         "stages": results,
         "skipped": skipped,
-        "settings": _settings(reconstructor, size),
+        "settings": {**_settings(reconstructor, size), "edges": edges},
     }
     return report, evaluation_grid(columns, grid_images)
 

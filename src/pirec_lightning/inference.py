@@ -31,6 +31,7 @@ from pirec_lightning.checkpoints import (
 )
 from pirec_lightning.inputs import ImageInput, to_edge_batch, to_image_batch, to_output
 from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor
+from pirec_lightning.preprocess.drawn import prepare_edges
 
 __all__ = ["Reconstructor", "StagePipeline"]
 
@@ -165,6 +166,10 @@ class Reconstructor(pl.LightningModule):
         if phase == "refinement":
             first = build_generator(settings, _prefixed(state, "preliminary_generator."), source)
             refiner = build_generator(settings, _prefixed(state, "generator."), source)
+            if hparams.get("residual"):  # trained to paint a correction of the first stage
+                from pirec_lightning.models.networks.residual import ResidualRefiner
+
+                refiner = ResidualRefiner(refiner)
         else:
             first, refiner = build_generator(settings, _prefixed(state, "generator."), source), None
         data = checkpoint.get("datamodule_hyper_parameters") or {}
@@ -247,6 +252,7 @@ class Reconstructor(pl.LightningModule):
         return_preliminary: bool = False,
         output_type: str = "pt",
         edge_polarity: str | None = None,
+        edge_style: str = "canny",
     ) -> Any:
         """Reconstruct images from edges and color domains.
 
@@ -262,11 +268,16 @@ class Reconstructor(pl.LightningModule):
             edge_polarity: ``auto`` (the majority value is the background),
                 ``white-on-black`` (PI-REC's files) or ``black-on-white`` (line art); default
                 ``self.edge_polarity``.
+            edge_style: ``canny`` (edges as the model was trained on) or ``drawn`` (lines a
+                person drew: strokes are thinned to 1 pixel first, see
+                :func:`pirec_lightning.preprocess.drawn.prepare_edges`).
 
         Returns:
             The final images, or ``(final, first stage)`` with ``return_preliminary``.
         """
-        edge_batch = to_edge_batch(edge, edge_polarity or self.edge_polarity)
+        edge_batch = prepare_edges(
+            to_edge_batch(edge, edge_polarity or self.edge_polarity), edge_style
+        )
         color_batch = to_image_batch(color)
         final, first = self.reconstruct_tensors(edge_batch, color_batch, refine)
         if return_preliminary:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pirec_lightning.data.folder import IMAGE_EXTENSIONS
 from pirec_lightning.inputs import to_edge_batch, to_image_batch
+from pirec_lightning.preprocess.drawn import prepare_edges
 
 __all__ = ["PAIR_SUFFIXES", "Pair", "PairDataset", "find_pairs", "reconstruct_folder"]
 
@@ -62,16 +63,19 @@ class PairDataset(Dataset):
     """Items ``{"edge": (1, H, W) in {0, 1}, "color_domain": (3, H, W) in [0, 1], "index": i}``,
     files read as :meth:`Reconstructor.reconstruct` reads them."""
 
-    def __init__(self, pairs: Sequence[Pair], edge_polarity: str = "auto") -> None:
+    def __init__(
+        self, pairs: Sequence[Pair], edge_polarity: str = "auto", edge_style: str = "canny"
+    ) -> None:
         self.pairs = list(pairs)
         self.edge_polarity = edge_polarity
+        self.edge_style = edge_style
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         name, edge_path, color_path = self.pairs[index]
-        edge = to_edge_batch(edge_path, self.edge_polarity)[0]
+        edge = prepare_edges(to_edge_batch(edge_path, self.edge_polarity), self.edge_style)[0]
         color = to_image_batch(color_path)[0]
         if edge.shape[-2:] != color.shape[-2:]:
             raise ValueError(
@@ -148,6 +152,7 @@ def reconstruct_folder(
     device: str | None = None,
     preliminary: bool = False,
     num_workers: int = 0,
+    edge_style: str = "canny",
 ) -> list[Path]:
     """Reconstruct every pair of ``input_dir`` into ``output_dir`` through ``trainer.predict``.
 
@@ -156,7 +161,7 @@ def reconstruct_folder(
     """
     pairs = find_pairs(input_dir)
     loader = DataLoader(
-        PairDataset(pairs, edge_polarity),
+        PairDataset(pairs, edge_polarity, edge_style),
         batch_sampler=SameSizeBatches(pairs, batch_size),
         num_workers=num_workers,
     )

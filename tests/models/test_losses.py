@@ -220,3 +220,48 @@ def test_gram_matrix_is_float32_under_autocast() -> None:
         gram = gram_matrix(x)
     assert gram.dtype == torch.float32
     assert torch.allclose(gram, torch.full((1, 2, 2), 64.0 / 2))
+
+
+# what the VGG sees (loss.vgg_input) ----------------------------------------------------------
+
+
+def _first_conv_input(vgg: VGG19Features, x: torch.Tensor) -> torch.Tensor:
+    seen = []
+    handle = vgg.layers[0].register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    try:
+        vgg(x)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_vgg_raw_input_is_the_image_itself(fake_vgg_file: Path) -> None:
+    """PI-REC / EdgeConnect feed [0, 1] images straight into VGG19: a mid-grey image reaches
+    the first convolution as 0.5 everywhere, and relu1_1 is relu(conv1_1(image))."""
+    vgg = VGG19Features(fake_vgg_file)  # raw is the default
+    assert vgg.vgg_input == "raw"
+    grey = torch.full((1, 3, 16, 16), 0.5)
+    torch.testing.assert_close(_first_conv_input(vgg, grey), grey)
+    conv = vgg.layers[0]
+    expected = torch.relu(torch.nn.functional.conv2d(grey, conv.weight, conv.bias, padding=1))
+    torch.testing.assert_close(vgg(grey)["relu1_1"], expected)
+
+
+def test_vgg_imagenet_input_is_normalized(fake_vgg_file: Path) -> None:
+    vgg = VGG19Features(fake_vgg_file, vgg_input="imagenet")
+    grey = torch.full((1, 3, 16, 16), 0.5)
+    seen = _first_conv_input(vgg, grey)
+    expected = [(0.5 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.5 - 0.406) / 0.225]
+    torch.testing.assert_close(seen[0, :, 0, 0], torch.tensor(expected))
+    # the scale the loss weights see: normalized inputs spread ~1 / 0.226 = 4.4x wider
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16)
+    ratio = (
+        _first_conv_input(vgg, x).std() / _first_conv_input(VGG19Features(fake_vgg_file), x).std()
+    )
+    assert ratio.item() == pytest.approx(1 / 0.226, rel=0.03)
+
+
+def test_vgg_input_unknown() -> None:
+    with pytest.raises(ValueError, match="raw, imagenet"):
+        VGG19Features(Path("unused.pth"), vgg_input="caffe")

@@ -51,3 +51,39 @@ def test_auto_without_weights_trains_without_vgg_and_says_so(tmp_path, monkeypat
     assert "train/g_perceptual" not in trainer.callback_metrics
     assert module.hparams.vgg_status.startswith("off:")
     assert "vgg19-dcbb9e9d.pth" in module.hparams.vgg_status
+
+
+def test_vgg_input_reaches_the_vgg(fake_vgg, tmp_path):
+    raw = ImitationPhase(model=TINY_MODEL, loss={"vgg": "imagenet", "vgg_weights": fake_vgg})
+    raw.setup("fit")
+    assert raw.vgg.vgg_input == "raw"  # PI-REC's default
+    loss = {"vgg": "imagenet", "vgg_weights": fake_vgg, "vgg_input": "imagenet"}
+    normalized = ImitationPhase(model=TINY_MODEL, loss=loss)
+    normalized.setup("fit")
+    assert normalized.vgg.vgg_input == "imagenet"
+
+
+def test_imitation_l1_and_style_as_edgeconnect_inpainting(fake_vgg, batch):
+    """L1 over the image divided by the hole fraction; style on the holes only; perceptual on
+    the whole images (EdgeConnect's InpaintingModel.process)."""
+    from pirec_lightning.models.losses import PerceptualLoss, StyleLoss, l1_loss
+
+    weights = {"l1": 1.0, "adversarial": 0.0, "perceptual": 1.0, "style": 1.0}
+    module = ImitationPhase(
+        model=TINY_MODEL, loss={**weights, "vgg": "imagenet", "vgg_weights": fake_vgg}
+    )
+    module.setup("fit")
+    torch.manual_seed(1)
+    output = torch.rand_like(batch["image"])
+    target, mask = batch["image"], batch["mask"]
+    terms = module.generator_losses(output, target, batch)
+    expected_l1 = l1_loss(output, target) / mask.mean()
+    assert terms["l1"].item() == pytest.approx(expected_l1.item(), rel=1e-5)
+    assert terms["l1"] > l1_loss(output, target)
+    style = StyleLoss(module.vgg)
+    assert terms["style"].item() == pytest.approx(
+        style(output * mask, target * mask).item(), rel=1e-5
+    )
+    assert terms["style"].item() != pytest.approx(style(output, target).item(), rel=1e-3)
+    perceptual = PerceptualLoss(module.vgg)(output, target)
+    assert terms["perceptual"].item() == pytest.approx(perceptual.item(), rel=1e-5)

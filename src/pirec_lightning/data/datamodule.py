@@ -9,13 +9,14 @@ preprocessing engine plugs in).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from pirec_lightning.data.augment import build_augmentation
 from pirec_lightning.data.cache import (
@@ -26,10 +27,12 @@ from pirec_lightning.data.cache import (
 )
 from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS
 from pirec_lightning.data.emoji import emoji_files, emoji_sources
-from pirec_lightning.data.folder import FolderImageDataset, SharedCounter
+from pirec_lightning.data.extra_val import check_extra_val
+from pirec_lightning.data.folder import FolderImageDataset, SharedCounter, find_images
 from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
 from pirec_lightning.data.split import emoji_group_key, split_files
 from pirec_lightning.data.summary import check_splits, log_data_summary, report_late_failures
+from pirec_lightning.distributed import all_gather_object
 from pirec_lightning.preprocess.confusion import Preprocessor
 
 STAGES = ("fit", "validate", "test", "predict")
@@ -78,6 +81,8 @@ class PIRECDataModule(pl.LightningDataModule):
         confusion: ``{"enabled": bool, "seed": int, **ConfusionConfig fields}``.
         outputs: the inputs to make (subset of ``edge``, ``mask``, ``color_domain``); ``None``
             asks the attached LightningModule (its ``required_inputs``), else makes all three.
+        extra_val: named extra validation sets, validated after the main one (see
+            :mod:`pirec_lightning.data.extra_val`).
         max_pixels: images with more pixels are skipped before decoding (``None``: no limit).
 
     A batch after transfer is a dict with ``image`` (B, 3, H, W) in [0, 1], ``index`` (B,), and
@@ -100,6 +105,7 @@ class PIRECDataModule(pl.LightningDataModule):
         cache: str = "none",
         augment: dict[str, Any] | None = None,
         preprocess_backend: str = "engine",
+        extra_val: dict[str, Any] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
@@ -120,6 +126,9 @@ class PIRECDataModule(pl.LightningDataModule):
             seed=seed,
             backend=preprocess_backend,
         )
+        self.extra_val = check_extra_val(extra_val)
+        # one Preprocessor per image size (extra validation sets may have their own)
+        self._preprocessors = {self.image_size: self.preprocessor}
         self.cache = check_cache_mode(cache)
         self.augmentation = build_augmentation(augment)
         self._cached: dict[str, DeviceImages] = {}
@@ -195,8 +204,38 @@ class PIRECDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    @property
+    def extra_val_names(self) -> tuple[str, ...]:
+        """Names of the extra validation sets, in dataloader order after the main one."""
+        return tuple(self.extra_val)
+
+    def extra_val_dataset(self, name: str) -> IndexedDataset:
+        """The extra validation set ``name`` (``data.extra_val``)."""
+        spec = self.extra_val[name]
+        size, root, limit = spec["image_size"] or self.image_size, spec["root"], spec["limit"]
+        if root is not None and Path(str(root)).suffix.lower() == ".npz":
+            from pirec_lightning.data.npz import NpzImageDataset
+
+            images = NpzImageDataset(root, size)
+            return IndexedDataset(Subset(images, range(min(limit or len(images), len(images)))))
+        files = self.files()["val"] if root is None else find_images(Path(str(root)).expanduser())
+        return IndexedDataset(FolderImageDataset(files[:limit], size, self.hparams.max_pixels))
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        main = self._loader("val", shuffle=False)
+        if not self.extra_val:
+            return main
+        extra = [
+            DataLoader(
+                self.extra_val_dataset(name),
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                pin_memory=bool(self.hparams.pin_memory),
+                persistent_workers=self.num_workers > 0,
+            )
+            for name in self.extra_val
+        ]
+        return [main, *extra]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
@@ -247,12 +286,24 @@ class PIRECDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints, so a resumed run continues the random draws instead of
-        repeating those of its start."""
+        repeating those of its start: every rank's generators (``train_generators_by_rank``;
+        a collective under DDP, as checkpoint saving is)."""
         states = {str(d): g.get_state() for d, g in self._train_generators.items()}
-        return {"train_generators": {**self._pending_states, **states}}
+        return {"train_generators_by_rank": all_gather_object({**self._pending_states, **states})}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending_states = dict(state_dict.get("train_generators", {}))
+        # checkpoints from before DDP support saved one rank's states
+        by_rank = state_dict.get("train_generators_by_rank") or [
+            state_dict.get("train_generators", {})
+        ]
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if rank >= len(by_rank):
+            warnings.warn(
+                f"the checkpoint holds the preprocessing random state of {len(by_rank)} rank(s); "
+                f"rank {rank} restarts its draws from the seed",
+                stacklevel=2,
+            )
+        self._pending_states = dict(by_rank[rank]) if rank < len(by_rank) else {}
         self._train_generators.clear()
 
     def make_inputs(self, batch: dict[str, Any], stage: str = "fit") -> dict[str, Any]:
@@ -262,11 +313,20 @@ class PIRECDataModule(pl.LightningDataModule):
         if "image" not in batch:  # data.cache=device: the loader sent indices only
             batch = {**batch, "image": self._cached[STAGE_SPLITS[stage]].gather(batch["index"])}
         generator = self.generator_for(batch, stage)
+        size = min(batch["image"].shape[-2:])
+        if size not in self._preprocessors:  # an extra validation set at another size
+            self._preprocessors[size] = Preprocessor(
+                size,
+                self.preprocessor.confusion,
+                self.preprocessor.enabled,
+                self.seed,
+                backend=self.preprocessor.backend,
+            )
         with torch.no_grad():
             images = batch["image"]
             if stage == "fit" and self.augmentation is not None:
                 images = self.augmentation(images)
-            made = self.preprocessor(
+            made = self._preprocessors[size](
                 images, stage=stage, outputs=self.required_outputs(), generator=generator
             )
         return {**batch, **made}

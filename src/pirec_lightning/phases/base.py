@@ -18,8 +18,6 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
-from torchmetrics import MeanAbsoluteError, MetricCollection
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from pirec_lightning.models.losses import (
     AdversarialLoss,
@@ -32,6 +30,7 @@ from pirec_lightning.models.losses import (
 from pirec_lightning.models.networks.compile import compile_networks
 from pirec_lightning.phases.numerics import NonFiniteGuard
 from pirec_lightning.phases.samples import log_sample_grid, sample_grid
+from pirec_lightning.phases.validation import MAIN, ValidationSets
 
 DEFAULT_LOSS = {
     "l1": 1.0,
@@ -41,18 +40,8 @@ DEFAULT_LOSS = {
     "gan_type": "lsgan",
     "vgg": "auto",
     "vgg_weights": None,
+    "vgg_input": "raw",
 }
-
-
-def _metrics(prefix: str) -> MetricCollection:
-    return MetricCollection(
-        {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-            "l1": MeanAbsoluteError(),
-        },
-        prefix=prefix,
-    )
 
 
 class PhaseModule(pl.LightningModule):
@@ -61,8 +50,9 @@ class PhaseModule(pl.LightningModule):
     Args:
         model: the ``model`` config: ``generator`` and ``discriminator`` (``_target_`` + kwargs),
             ``optimizer`` (a ``_partial_`` optimizer) and ``d2g_lr`` (discriminator lr factor).
-        loss: loss weights ``l1``, ``adversarial``, ``perceptual``, ``style``, ``gan_type`` and
-            the VGG switch ``vgg`` (auto | imagenet | off) with optional ``vgg_weights``.
+        loss: loss weights ``l1``, ``adversarial``, ``perceptual``, ``style``, ``gan_type``,
+            the VGG switch ``vgg`` (auto | imagenet | off) with optional ``vgg_weights``, and
+            ``vgg_input`` (raw | imagenet: what the VGG is fed).
         num_samples: images in the validation sample grid.
         vgg_status: filled in by the module (what became of the VGG terms); logged with the
             hyperparameters.
@@ -75,8 +65,12 @@ class PhaseModule(pl.LightningModule):
     required_inputs: tuple[str, ...] = ("edge",)
     #: Lightning optimizer steps per batch (discriminator + generator)
     optimizer_steps_per_batch = 2
+    #: networks that train, each wrapped in its own DDP by GANDDPStrategy
+    ddp_networks: tuple[str, ...] = ("generator", "discriminator")
     #: column titles of the sample grid, left to right
     grid_columns: tuple[str, ...] = ("edge", "input", "output", "ground truth")
+    #: images measured against the ground truth in validation (see ValidationSets)
+    val_reports: tuple[str, ...] = ("output", "baseline")
 
     def __init__(
         self,
@@ -98,13 +92,15 @@ class PhaseModule(pl.LightningModule):
         self.automatic_optimization = False
         self.configure_networks()
         self.adversarial_loss = AdversarialLoss(loss["gan_type"])
-        self.val_metrics = _metrics("val/")
-        self.val_baseline_metrics = _metrics("val/")
+        # the phase's own validation set; setup() adds data.extra_val's sets and LPIPS
+        self.val_sets = ValidationSets(self.val_reports)
         # VGG is built lazily (only for fitting) and kept outside the module tree: it is frozen,
         # never checkpointed, and never wrapped by DDP.
         self._vgg: list[VGG19Features | None] = []
         self._vgg_losses: dict[str, nn.Module] = {}
         self.hparams["vgg_status"] = vgg_status
+        # DDP wrappers set by GANDDPStrategy; a plain dict keeps them out of the checkpoint keys
+        self._ddp_wrappers: dict[str, nn.Module] = {}
 
     # ------------------------------------------------------------------------------- building
     def configure_networks(self) -> None:
@@ -114,10 +110,17 @@ class PhaseModule(pl.LightningModule):
         compile_networks([self.generator, self.discriminator], self.hparams.model)
 
     def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate"):
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+            extra = tuple(getattr(datamodule, "extra_val_names", ()))
+            self.val_sets = ValidationSets(self.val_reports, extra, lpips=True)
+            self.hparams["lpips_status"] = self.val_sets.lpips_status
         if stage == "fit" and not self._vgg:
             loss = self.hparams.loss
             wants_vgg = loss["perceptual"] > 0 or loss["style"] > 0
-            vgg, reason = build_vgg(loss["vgg"] if wants_vgg else "off", loss["vgg_weights"])
+            vgg, reason = build_vgg(
+                loss["vgg"] if wants_vgg else "off", loss["vgg_weights"], loss["vgg_input"]
+            )
             if not wants_vgg:
                 reason = "perceptual and style weights are 0"
             self._vgg = [vgg]
@@ -125,6 +128,12 @@ class PhaseModule(pl.LightningModule):
             if vgg is not None:
                 # a plain dict: these hold the VGG and must stay out of the module tree
                 self._vgg_losses = {"perceptual": PerceptualLoss(vgg), "style": StyleLoss(vgg)}
+
+    def network(self, name: str) -> nn.Module:
+        """``generator`` or ``discriminator``, through its DDP wrapper while gradients are on
+        (so its gradients are all-reduced in its own backward pass), else the plain module."""
+        wrapper = self._ddp_wrappers.get(name)
+        return wrapper if wrapper is not None and torch.is_grad_enabled() else getattr(self, name)
 
     @property
     def vgg(self) -> VGG19Features | None:
@@ -158,18 +167,33 @@ class PhaseModule(pl.LightningModule):
     def forward(self, image: Tensor, edge: Tensor) -> Tensor:
         """Generator output (B, 3, H, W) in [0, 1] from an image (B, 3, H, W) in [0, 1] and an
         edge map (B, 1, H, W) in {0, 1}."""
-        return self.generator(torch.cat([image, edge], dim=1))
+        return self.network("generator")(torch.cat([image, edge], dim=1))
 
     def reconstruct(self, batch: dict[str, Tensor]) -> Tensor:
         return self(self.generator_input(batch), batch["edge"])
 
     # ------------------------------------------------------------------------------- training
-    def generator_losses(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def l1_term(self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None) -> Tensor:
+        """The unweighted L1 term (imitation rescales it by the hole fraction)."""
+        return l1_loss(output, target)
+
+    def style_images(
+        self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None
+    ) -> tuple[Tensor, Tensor] | None:
+        """Images the style term compares when they are not ``output`` and ``target``
+        themselves (imitation: the holes only); ``None`` reuses the perceptual features."""
+        return None
+
+    def generator_losses(
+        self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
         """Weighted generator loss terms and their sum under ``loss``."""
         w = self.hparams.loss
+        # the plain discriminator: its weights are frozen here (toggle_optimizer), so its DDP
+        # wrapper must not expect gradients from this backward pass
         logits, _ = self.discriminator(output)
         terms = {
-            "l1": l1_loss(output, target) * w["l1"],
+            "l1": self.l1_term(output, target, batch) * w["l1"],
             "adversarial": self.adversarial_loss(logits, True, for_discriminator=False)
             * w["adversarial"],
         }
@@ -180,13 +204,17 @@ class PhaseModule(pl.LightningModule):
                     self._vgg_losses["perceptual"].from_features(fx, fy) * w["perceptual"]
                 )
             if w["style"] > 0:
+                images = self.style_images(output, target, batch)
+                if images is not None:
+                    fx, fy = self.vgg(images[0]), self.vgg(images[1])
                 terms["style"] = self._vgg_losses["style"].from_features(fx, fy) * w["style"]
         terms["loss"] = torch.stack(list(terms.values())).sum()
         return terms
 
     def discriminator_loss(self, output: Tensor, target: Tensor) -> Tensor:
-        real, _ = self.discriminator(target)
-        fake, _ = self.discriminator(output.detach())
+        discriminator = self.network("discriminator")
+        real, _ = discriminator(target)
+        fake, _ = discriminator(output.detach())
         return (
             self.adversarial_loss(real, True, for_discriminator=True)
             + self.adversarial_loss(fake, False, for_discriminator=True)
@@ -206,7 +234,7 @@ class PhaseModule(pl.LightningModule):
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)
-        terms = self.generator_losses(output, target)
+        terms = self.generator_losses(output, target, batch)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(terms["loss"])
         self.untoggle_optimizer(opt_g)
@@ -234,19 +262,23 @@ class PhaseModule(pl.LightningModule):
         return terms["loss"]
 
     # ----------------------------------------------------------------------------- evaluation
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         # metrics in float32 whatever the precision (SSIM cancels badly in float16)
-        target = batch["image"].float().contiguous()
-        output = self.reconstruct(batch).float().clamp(0, 1).contiguous()
-        self.val_metrics.update(output, target)
-        baseline = self.baseline(batch).float().clamp(0, 1).contiguous()
-        self.val_baseline_metrics.update(baseline, target)
+        output = self.reconstruct(batch).float().clamp(0, 1)
+        for report, image in self.val_images(batch, output).items():
+            self.val_sets.update(dataloader_idx, report, image, batch["image"])
         if batch_idx == 0 and self.trainer is not None and self.trainer.is_global_zero:
             columns = self.grid_tensors(batch, output)
             grid = sample_grid(columns, int(self.hparams.num_samples))
-            log_sample_grid(
-                self.trainer, grid, tag=f"{self.name}/samples", step=self.generator_step
-            )
+            prefix = self.val_sets.prefix(dataloader_idx)
+            tag = "samples" if prefix == MAIN else f"samples_{prefix.removeprefix(MAIN + '_')}"
+            log_sample_grid(self.trainer, grid, tag=f"{self.name}/{tag}", step=self.generator_step)
+
+    def val_images(self, batch: dict[str, Tensor], output: Tensor) -> dict[str, Tensor]:
+        """The images of ``val_reports`` for a validation batch, (B, 3, H, W) in [0, 1]."""
+        return {"output": output, "baseline": self.baseline(batch)}
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> dict[str, Tensor]:
         """``trainer.predict(model, datamodule)``: ``{"index": (B,), "input": the generator's
@@ -259,12 +291,10 @@ class PhaseModule(pl.LightningModule):
         return [batch["edge"], self.generator_input(batch), output, batch["image"]]
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self.val_metrics.compute()
-        baseline = {f"{k}_baseline": v for k, v in self.val_baseline_metrics.compute().items()}
-        self.log_dict({**metrics, **baseline}, prog_bar=False, sync_dist=True)
-        self.log("val_psnr", metrics["val/psnr"], prog_bar=True, logger=False, sync_dist=True)
-        self.val_metrics.reset()
-        self.val_baseline_metrics.reset()
+        metrics = self.val_sets.compute_and_reset()
+        self.log_dict(metrics, prog_bar=False, sync_dist=True)
+        if "val/psnr" in metrics:
+            self.log("val_psnr", metrics["val/psnr"], prog_bar=True, logger=False, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # lets a later phase check where its weights come from

@@ -22,3 +22,20 @@ class ImitationPhase(PhaseModule):
     def generator_input(self, batch: dict[str, Tensor]) -> Tensor:
         mask = batch["mask"]
         return batch["image"] * (1 - mask) + mask
+
+    # EdgeConnect's InpaintingModel (PI-REC's imitation code): the L1 over the whole image is
+    # divided by the hole fraction, so it weighs like an L1 over the holes, and the style term
+    # compares the holes only.
+    def l1_term(self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None) -> Tensor:
+        l1 = super().l1_term(output, target, batch)
+        if batch is None:
+            return l1
+        return l1 / batch["mask"].mean().clamp_min(1e-3)
+
+    def style_images(
+        self, output: Tensor, target: Tensor, batch: dict[str, Tensor] | None
+    ) -> tuple[Tensor, Tensor] | None:
+        if batch is None:
+            return None
+        mask = batch["mask"]
+        return output * mask, target * mask

@@ -7,7 +7,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from pirec_lightning.phases.base import PhaseModule, _metrics
+from pirec_lightning.models.networks.residual import add_correction
+from pirec_lightning.phases.base import PhaseModule
 
 
 class RefinementPhase(PhaseModule):
@@ -19,18 +20,43 @@ class RefinementPhase(PhaseModule):
 
     Batch keys used: ``image``, ``edge`` and ``color_domain``. Validation also reports the
     preliminary image's metrics (``val/psnr_preliminary``...).
+
+    With ``residual=True`` (phase option ``phase.module.residual``) the generator paints a
+    correction instead of the image: ``final = clamp(preliminary + 2 * generator(x) - 1, 0, 1)``,
+    and when the phase starts from a generating checkpoint the generator's last convolution is
+    zeroed, so the refinement starts as the identity (stage 2 = stage 1) and training can only
+    move it where the losses say it improves. PI-REC's own refinement (``residual=False``) must
+    first learn to repaint its input through the instance-normalized encoder.
     """
 
     name = "refinement"
     required_inputs = ("edge", "color_domain")
     grid_columns = ("edge", "color domain", "preliminary", "output", "ground truth")
+    val_reports = ("output", "baseline", "preliminary")
 
     def configure_networks(self) -> None:
         super().configure_networks()
         self.preliminary_generator: nn.Module = copy.deepcopy(self.generator)
         self.preliminary_generator.requires_grad_(False)
         self.preliminary_generator.eval()
-        self.val_preliminary_metrics = _metrics("val/")
+
+    @property
+    def residual(self) -> bool:
+        return bool(self.hparams.get("residual", False))
+
+    def forward(self, image: Tensor, edge: Tensor) -> Tensor:
+        output = super().forward(image, edge)
+        return add_correction(image, output) if self.residual else output
+
+    def after_init_from(self, path: str) -> None:
+        """Start a residual refinement from a generating checkpoint as the identity."""
+        source = torch.load(path, map_location="cpu", weights_only=True).get("pirec_phase")
+        if self.residual and source == "generating":
+            last = [m for m in self.generator.modules() if isinstance(m, nn.Conv2d)][-1]
+            with torch.no_grad():
+                last.weight.zero_()
+                if last.bias is not None:
+                    last.bias.zero_()
 
     def train(self, mode: bool = True) -> RefinementPhase:
         super().train(mode)
@@ -60,15 +86,5 @@ class RefinementPhase(PhaseModule):
             batch["image"],
         ]
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.val_preliminary_metrics.update(
-            self.preliminary(batch).float().clamp(0, 1).contiguous(),
-            batch["image"].float().contiguous(),
-        )
-        super().validation_step(batch, batch_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        preliminary = self.val_preliminary_metrics.compute()
-        self.log_dict({f"{k}_preliminary": v for k, v in preliminary.items()}, sync_dist=True)
-        self.val_preliminary_metrics.reset()
-        super().on_validation_epoch_end()
+    def val_images(self, batch: dict[str, Tensor], output: Tensor) -> dict[str, Tensor]:
+        return {**super().val_images(batch, output), "preliminary": self.preliminary(batch)}

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from pirec_lightning.preprocess._checks import check_images
 from pirec_lightning.preprocess.color import color_domain
+from pirec_lightning.preprocess.drawn import augment_drawn_edges
 from pirec_lightning.preprocess.edges import canny_edges
 from pirec_lightning.preprocess.masks import edge_dropout, free_form_masks
 
@@ -74,6 +75,13 @@ class ConfusionConfig:
         val_median_kernel: fixed first median kernel, 25, the middle of 15-35.
         val_k: fixed K, 4 (the middle 3.5 of 2-5 rounded up: colour domains keep more detail).
         val_second_median_kernel: fixed second median kernel, 3, the middle choice.
+        drawn_edges: probability that a training sample's edge map is restyled as drawn lines
+            (:func:`~pirec_lightning.preprocess.drawn.augment_drawn_edges`); 0 turns it off.
+        edge_dilation: (lo, hi) stroke radius of a restyled sample in pixels at the WORKING size
+            (not scaled: a 1-pixel line becomes 2r + 1 pixels wide).
+        edge_thinning: probability that a restyled sample is thinned back to 1-pixel lines.
+        dark_contours: probability that a restyled sample gets the image's dark-contour lines.
+        dark_threshold: grey level below which a pixel counts as dark (ink).
 
     >>> ConfusionConfig().median_kernel
     (15, 35)
@@ -90,12 +98,24 @@ class ConfusionConfig:
     val_median_kernel: int = 25
     val_k: int = 4
     val_second_median_kernel: int = 3
+    drawn_edges: float = 0.0
+    edge_dilation: tuple[int, int] = (0, 2)
+    edge_thinning: float = 0.5
+    dark_contours: float = 0.5
+    dark_threshold: float = 0.25
 
     def __post_init__(self) -> None:
         # Hydra hands lists (ListConfig); store tuples so the config stays hashable and comparable.
-        for name in ("canny_sigma", "median_kernel", "k", "second_median_kernel", "mask_coverage"):
+        for name in (
+            "canny_sigma",
+            "median_kernel",
+            "k",
+            "second_median_kernel",
+            "mask_coverage",
+            "edge_dilation",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in ("canny_sigma", "median_kernel", "k", "mask_coverage"):
+        for name in ("canny_sigma", "median_kernel", "k", "mask_coverage", "edge_dilation"):
             value = getattr(self, name)
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(f"{name} must be a (lo, hi) pair with lo <= hi, got {value}")
@@ -115,6 +135,11 @@ class ConfusionConfig:
             raise ValueError(
                 f"mask_coverage must satisfy 0 <= lo <= hi <= 1, got {self.mask_coverage}"
             )
+        for name in ("drawn_edges", "edge_thinning", "dark_contours", "dark_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.edge_dilation[0] < 0 or any(int(v) != v for v in self.edge_dilation):
+            raise ValueError(f"edge_dilation must be integers >= 0, got {self.edge_dilation}")
         if self.reference_size < 1:
             raise ValueError(f"reference_size must be >= 1, got {self.reference_size}")
 
@@ -362,6 +387,17 @@ class Preprocessor(nn.Module):
             edge = canny(images, params["canny_sigma"].to(images.dtype))
             if training:
                 edge = edge_dropout(edge, config.edge_dropout, generator=forks["edge"])
+                if config.drawn_edges > 0:  # lines as people draw them (preprocess/drawn.py)
+                    edge = augment_drawn_edges(
+                        edge,
+                        images,
+                        probability=config.drawn_edges,
+                        dilation=config.edge_dilation,
+                        thinning=config.edge_thinning,
+                        contours=config.dark_contours,
+                        threshold=config.dark_threshold,
+                        generator=forks["edge"],
+                    )
             result["edge"] = edge
         if "mask" in outputs:
             masks = free_form_masks(

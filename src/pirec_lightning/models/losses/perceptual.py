@@ -43,6 +43,9 @@ STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG_MODES = ("auto", "imagenet", "off")
+#: what the VGG sees: ``raw`` [0, 1] images (EdgeConnect's and PI-REC's loss code, for which the
+#: weights 0.1 / 250 were tuned), or ``imagenet`` mean/std-normalized ones (torchvision's habit)
+VGG_INPUTS = ("raw", "imagenet")
 
 
 class VGG19Features(nn.Module):
@@ -57,14 +60,22 @@ class VGG19Features(nn.Module):
     Args:
         weights_path: the weight file; ``None`` searches ``$PIREC_WEIGHTS_DIR`` and the torch hub
             cache and downloads if needed.
+        vgg_input: ``"raw"`` feeds the [0, 1] image unchanged, as EdgeConnect's ``VGG19`` (PI-REC's
+            loss code) does; ``"imagenet"`` first subtracts the ImageNet mean and divides by its
+            std, which scales every activation (and so both loss terms) by roughly 1 / 0.226.
 
     Shape:
         ``forward``: ``(B, 3, H, W)`` in ``[0, 1]`` -> dict of the ``relu1_1, relu2_1, relu2_2,
         relu3_1, relu3_4, relu4_1, relu4_4, relu5_1, relu5_2`` activations, ``(B, C_l, H_l, W_l)``.
     """
 
-    def __init__(self, weights_path: str | Path | None = None) -> None:
+    def __init__(self, weights_path: str | Path | None = None, vgg_input: str = "raw") -> None:
         super().__init__()
+        if vgg_input not in VGG_INPUTS:
+            raise ValueError(
+                f"unknown loss.vgg_input {vgg_input!r}; expected one of {', '.join(VGG_INPUTS)}"
+            )
+        self.vgg_input = vgg_input
         path = resolve_vgg19_weights(weights_path)
         from pirec_lightning.checkpoints import load_weights_only
 
@@ -91,7 +102,8 @@ class VGG19Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``(B, 3, H, W)`` in ``[0, 1]`` -> ``{relu name: (B, C_l, H_l, W_l)}``."""
-        x = (x - self.mean) / self.std
+        if self.vgg_input == "imagenet":
+            x = (x - self.mean) / self.std
         out = {}
         for index, layer in enumerate(self.layers):
             x = layer(x)
@@ -198,7 +210,7 @@ class StyleLoss(_FeatureLoss):
 
 
 def build_vgg(
-    mode: str = "auto", weights_path: str | Path | None = None
+    mode: str = "auto", weights_path: str | Path | None = None, vgg_input: str = "raw"
 ) -> tuple[VGG19Features | None, str | None]:
     """Build the shared VGG19 feature extractor as the ``loss.vgg`` switch asks.
 
@@ -207,6 +219,7 @@ def build_vgg(
             ``"off"``: no VGG; ``"auto"``: like ``imagenet``, but if the weights are unavailable
             warn loudly and go on without VGG.
         weights_path: explicit weight file (``loss.vgg_weights``).
+        vgg_input: ``loss.vgg_input``, see :class:`VGG19Features`.
 
     Returns:
         ``(vgg, None)``, or ``(None, reason)`` when perceptual and style losses are off.
@@ -216,7 +229,7 @@ def build_vgg(
     if mode == "off":
         return None, "disabled by loss.vgg=off"
     try:
-        return VGG19Features(weights_path), None
+        return VGG19Features(weights_path, vgg_input), None
     except VGGWeightsUnavailable as err:
         if mode == "imagenet":
             raise

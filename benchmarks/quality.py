@@ -1,0 +1,125 @@
+"""The README's quality table: ``pirec evaluate`` on several sets and edge styles, as Markdown.
+
+For each checkpoint (a refinement ``last.ckpt`` holds both stages; a generating one gives stage 1
+only) it runs :func:`pirec_lightning.evaluate.evaluate` (the evaluation settings: fixed Canny
+sigma, median kernels and K) on
+
+- the checkpoint's own test split (the embedded emoji for the quickstart) and the Noto emoji
+  (``--noto``, a style nobody trains on; ``--noto-count`` images spread evenly over the font);
+- with Canny edges, and with the synthetic drawn-lines set (``--edges drawn``: one 3-pixel stroke
+  per outline, fed with ``edge_style="drawn"``, and ``drawn-as-is``: the same strokes unthinned),
+
+and prints PSNR / SSIM (and LPIPS when its weights are at hand) of the colour domain (the
+no-learning baseline), stage 1 (generating) and stage 2 (refinement). ``--readme`` rewrites the
+block between ``<!-- quality-table:start -->`` and ``<!-- quality-table:end -->``.
+
+    python benchmarks/quality.py --checkpoint before=/runs/a/refinement/checkpoints/last.ckpt \\
+        --checkpoint after=/runs/b/refinement/checkpoints/last.ckpt \\
+        --noto ../shared/data/noto_emoji_128.npz --readme README.md --grids docs/images/quality
+
+``--json`` saves the rows; ``--load`` puts saved rows back in the table without recomputing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+from torchvision.utils import save_image
+
+from pirec_lightning.evaluate import EDGES, checkpoint_test_split, evaluate, image_source
+from pirec_lightning.inference import Reconstructor
+
+START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
+COLUMNS = {"color_domain": "color domain", "first_stage": "stage 1", "refined": "stage 2"}
+
+
+def cell(values: dict | None) -> str:
+    if not values:
+        return "-"
+    text = f"{values['psnr']:.2f} / {values['ssim']:.3f}"
+    return text + (f" / {values['lpips']:.3f}" if values.get("lpips") is not None else "")
+
+
+def table(rows: list[dict]) -> str:
+    lpips = any(r["stages"].get("first_stage", {}).get("lpips") is not None for r in rows)
+    unit = "PSNR dB / SSIM" + (" / LPIPS" if lpips else "")
+    lines = [
+        f"| model | set | edges | {' | '.join(COLUMNS.values())} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = " | ".join(cell(r["stages"].get(stage)) for stage in COLUMNS)
+        lines.append(f"| {r['model']} | {r['set']} ({r['images']}) | {r['edges']} | {cells} |")
+    note = f"{unit}, higher is better" + ("; LPIPS lower is better" if lpips else "")
+    return "\n".join(lines) + f"\n\n({note}; {rows[0]['image_size']} px.)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", action="append", default=[], help="[label=]path")
+    parser.add_argument(
+        "--load", action="append", default=[], help="rows written by an earlier --json run"
+    )
+    parser.add_argument("--noto", help="noto_emoji_128.npz")
+    parser.add_argument("--noto-count", type=int, default=512)
+    parser.add_argument("--edges", nargs="+", default=list(EDGES), choices=EDGES)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--readme", help="rewrite the quality-table block of this README")
+    parser.add_argument("--grids", help="write <prefix>_<edges>.png for the last checkpoint")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    started = time.perf_counter()
+
+    if not args.checkpoint and not args.load:
+        parser.error("give --checkpoint and/or --load")
+    rows: list[dict] = [row for path in args.load for row in json.loads(Path(path).read_text())]
+    for spec in args.checkpoint:
+        label, _, path = spec.rpartition("=")
+        model = Reconstructor.from_checkpoint(path, device="cpu")
+        size = int(model.image_size)
+        test, _ = checkpoint_test_split(model.data_settings)
+        sets = {"emoji test split": test}
+        if args.noto:
+            noto = image_source(args.noto, size)
+            picked = np.linspace(0, len(noto) - 1, min(args.noto_count, len(noto)))
+            sets["Noto emoji"] = Subset(noto, np.round(picked).astype(int).tolist())
+        for name, images in sets.items():
+            for edges in args.edges:
+                report, grid = evaluate(model, images, args.batch_size, edges=edges)
+                row = {"model": label or path, "set": name, "edges": edges, **report}
+                rows.append(row)
+                print(
+                    json.dumps({k: row[k] for k in ("model", "set", "edges", "stages")}), flush=True
+                )
+                if args.grids and spec == args.checkpoint[-1] and name == "emoji test split":
+                    Path(args.grids).parent.mkdir(parents=True, exist_ok=True)
+                    save_image(grid, f"{args.grids}_{edges}.png")
+        for line in report["skipped"].values():
+            print(line, file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    text = table(rows)
+    print(text)
+    print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    if args.readme:
+        readme = Path(args.readme)
+        content = readme.read_text()
+        if START not in content or END not in content:
+            print(f"error: {readme} has no {START} ... {END} block", file=sys.stderr)
+            return 2
+        head, rest = content.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
