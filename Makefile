@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-tiny test test-slow test-browser lint format bench bench-train clean
+.PHONY: help install train train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train clean
 
 help: ## list the targets
 	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
@@ -36,7 +36,16 @@ test: $(STAMP) ## run the test suite (CPU, tiny models; slow and gpu tests exclu
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## run the slow tests too
-	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not gpu and not slurm" $(PYTEST_ARGS)
+
+test-slurm: $(STAMP) ## the `slurm` tests: a submitit sweep and a 2-task DDP job (needs make slurm-up)
+	$(BIN)/python -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS)
+
+slurm-up: ## start a single-node Slurm on this machine (root; apt-get installs slurm-wlm, munge)
+	bash scripts/slurm/up.sh
+
+slurm-down: ## cancel its jobs and stop the daemons slurm-up started
+	bash scripts/slurm/down.sh
 
 test-browser: $(STAMP) ## the app end to end in headless Chromium (installs chromium + Playwright where it can)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y chromium) \

@@ -36,13 +36,17 @@ def test_pirec_train_runs_hydra(tmp_path):
 
 
 def test_multirun_sweep(tmp_path):
-    env = {**os.environ, "PIREC_OFFLINE": "1"}
+    """Two jobs in one process: each leaves its own run dir, checkpoints, CSV log and W&B run
+    (the first job's run is finished, not continued by the second)."""
+    env = {**os.environ, "PIREC_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     result = subprocess.run(
         [
             sys.executable,
             str(ROOT / "train.py"),
             "-m",
-            "debug=fdr",
+            "debug=tiny",
+            "trainer.max_steps=2",
+            "logger=[csv,wandb]",
             "model.optimizer.lr=1e-4,2e-4",
             f"hydra.sweep.dir={tmp_path}",
         ],
@@ -56,5 +60,9 @@ def test_multirun_sweep(tmp_path):
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert runs == ["0", "1"]
     for run in runs:
-        config = (tmp_path / run / ".hydra" / "overrides.yaml").read_text()
+        job = tmp_path / run
+        config = (job / ".hydra" / "overrides.yaml").read_text()
         assert "model.optimizer.lr" in config
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        assert (job / "csv" / "version_0" / "metrics.csv").is_file()
+        assert len(list(job.rglob("offline-run-*"))) == 1, f"job {run}: not one W&B run"

@@ -226,6 +226,12 @@ def validate_config(cfg: DictConfig) -> None:
             value is None or fraction or (_is_int(value) and (value > 0 or key == "max_steps")),
             f"trainer.{key} must be a positive integer, got {value!r}",
         )
+    try:
+        from pirec_lightning.distributed import check_trainer_config
+
+        check_trainer_config(trainer)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     _require_path(
         cfg.get("ckpt_path"), "ckpt_path", "file", "give a .ckpt file written by an earlier run"
     )

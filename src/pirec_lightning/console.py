@@ -75,7 +75,7 @@ def note_overlays(cfg: DictConfig) -> None:
     choices = HydraConfig.get().runtime.choices
     debug, trainer = choices.get("debug"), choices.get("trainer")
     accelerator = cfg.trainer.get("accelerator")
-    if debug and trainer not in (None, "cpu") and accelerator == "cpu":
+    if debug and trainer not in (None, "cpu", "ddp_cpu") and accelerator == "cpu":
         log.warning(
             "debug=%s runs on the CPU: it overrides trainer=%s (trainer.accelerator=cpu); "
             "add trainer.accelerator=gpu after it to debug on the GPU",

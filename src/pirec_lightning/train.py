@@ -31,6 +31,12 @@ from pirec_lightning.checkpoint_io import (
 from pirec_lightning.config import config_dir, validate_config
 from pirec_lightning.console import generator_step_messages, note_overlays, with_progress_bar
 from pirec_lightning.data import PIRECDataModule
+from pirec_lightning.distributed import (
+    GANDDPStrategy,
+    RankAgreement,
+    global_rank,
+    resolve_precision,
+)
 from pirec_lightning.errors import ConfigError, PirecError, report
 from pirec_lightning.phases import PhaseModule, init_from_checkpoint
 
@@ -103,8 +109,9 @@ def build_trainer(
     several = devices in (-1, "-1", "auto") or (isinstance(devices, int) and devices > 1)
     several = several or (not isinstance(devices, int | str) and len(devices) > 1)
     if several and cfg.trainer.get("strategy", "auto") == "auto":
-        # each of the two backward passes of a GAN step reaches one network only
-        kwargs["strategy"] = "ddp_find_unused_parameters_true"
+        # one DDP per network: each GAN backward pass reaches (and all-reduces) one network only
+        kwargs["strategy"] = GANDDPStrategy()
+    kwargs["precision"] = resolve_precision(cfg.trainer.get("precision"), cfg.trainer.accelerator)
     return instantiate(cfg.trainer, **kwargs)
 
 
@@ -120,16 +127,28 @@ def _check_vgg(cfg: DictConfig) -> None:
             raise ConfigError(" ".join(str(error).split())) from error
 
 
-def _save_final_checkpoint(trainer: pl.Trainer) -> str | None:
+class FinalCheckpoint(pl.Callback):
     """Make ``last.ckpt`` hold the final weights: Lightning skips the end-of-training save when
-    an interval save already happened, even if steps were taken since."""
+    an interval save already happened, even if steps were taken since. A callback, so it runs in
+    every training process (with spawned DDP the calling process does not train)."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if callback is None or callback.dirpath is None:
+            return
+        path = Path(callback.dirpath) / "last.ckpt"
+        stale = trainer.global_step != getattr(callback, "_last_global_step_saved", -1)
+        # saving is collective: every rank follows rank 0's view of the file
+        if trainer.strategy.broadcast(stale or not path.exists()):
+            trainer.save_checkpoint(path)
+
+
+def _last_checkpoint(trainer: pl.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
-    if callback is None or callback.dirpath is None or not trainer.state.finished:
-        return getattr(callback, "last_model_path", None) or None
+    if callback is None or callback.dirpath is None:
+        return None
     path = Path(callback.dirpath) / "last.ckpt"
-    if trainer.global_step != getattr(callback, "_last_global_step_saved", -1) or not path.exists():
-        trainer.save_checkpoint(path)
-    return str(path)
+    return str(path) if path.is_file() else (getattr(callback, "last_model_path", None) or None)
 
 
 def _check_init_from(cfg: DictConfig) -> None:
@@ -190,6 +209,10 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         )
     steps_per_batch = model.optimizer_steps_per_batch
     callbacks = with_progress_bar(build_callbacks(cfg, steps_per_batch), cfg)
+    callbacks.append(FinalCheckpoint())
+    # every rank must train the same phase into the same folder from the same checkpoints
+    agreed = ("phase.name", "paths.output_dir", "ckpt_path", "init_from")
+    callbacks.append(RankAgreement({key: OmegaConf.select(cfg, key) for key in agreed}))
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, steps_per_batch, callbacks, loggers)
 
@@ -203,10 +226,11 @@ def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         # Ctrl-C: Lightning shuts down gracefully and exits; `last.ckpt` holds the last save
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
-    last = _save_final_checkpoint(trainer)
+    last = _last_checkpoint(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     finish_phase(trainer, model, last, output_dir)  # diverged or interrupted: never handed on
-    mark_finished(output_dir, cfg.phase.name, metrics, trainer)
+    if global_rank() == 0:  # one writer, whatever the number of ranks
+        mark_finished(output_dir, cfg.phase.name, metrics, trainer)
     log.info("run dir: %s (last checkpoint %s)", output_dir, last)
     objects = {
         "cfg": cfg,
@@ -248,16 +272,20 @@ def train_all(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics: dict[str, float] = {}
     objects: dict[str, Any] = {"cfg": cfg, "phases": {}}
     previous: str | None = cfg.get("init_from")
+    # the plan is read from the run dir before any training, so every rank (which all start
+    # before any of them can write) decides the same; each phase checks the agreement again
+    finished = {name: (run_dir / name / DONE_FILE).is_file() for name in names}
+    started = {name: (run_dir / name / "checkpoints" / "last.ckpt").is_file() for name in names}
     for name in names:
         stage, folder = stages[name], run_dir / name
         last = folder / "checkpoints" / "last.ckpt"
         done = folder / DONE_FILE
-        if done.is_file():
+        if finished[name]:
             log.info("phase %s already finished in %s: skipping", name, folder)
             stage_metrics = json.loads(done.read_text())["metrics"]
         else:
             with open_dict(stage):
-                if last.is_file():
+                if started[name]:
                     log.info("phase %s: resuming from %s", name, last)
                     stage.ckpt_path = str(last)
                 stage.init_from = previous
@@ -295,16 +323,38 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return train_phase(cfg)
 
 
+def monitored_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value of ``cfg.optimized_metric`` (default ``val/psnr``) in ``metrics``; for
+    ``phase=all``, the last phase's. None when ``optimized_metric`` is null.
+
+    Raises:
+        ConfigError: the metric was not logged (names the ones that were).
+    """
+    name = cfg.get("optimized_metric", "val/psnr")
+    if name is None:
+        return None
+    if cfg.phase.get("name") == "all" and name not in metrics:
+        name = f"{list(cfg.phase.stages)[-1]}/{name}"
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric {name!r} was not logged; logged: {', '.join(sorted(metrics))}"
+        )
+    return metrics[name]
+
+
 def _run(cfg: DictConfig) -> float | None:
     try:
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
+        # one logger run per job: a multirun's next job in this process starts its own
+        _finish_wandb(objects.get("loggers", []))
+        return monitored_metric(cfg, metrics)
     except PirecError as error:
         sys.exit(report(error))
-    return metrics.get("val/psnr", metrics.get("refinement/val/psnr"))
 
 
 def main() -> float | None:
-    """``python train.py [overrides]``: train and return ``val/psnr`` for Hydra sweepers."""
+    """``python train.py [overrides]``: train and return the ``optimized_metric`` (default
+    ``val/psnr``) for Hydra sweepers."""
     from pirec_lightning.config_checks import prepare_overrides
 
     try:  # Hydra's own errors about the command line, as one line

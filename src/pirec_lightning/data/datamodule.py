@@ -9,6 +9,7 @@ preprocessing engine plugs in).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from pirec_lightning.data.folder import FolderImageDataset, SharedCounter, find_
 from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
 from pirec_lightning.data.split import emoji_group_key, split_files
 from pirec_lightning.data.summary import check_splits, log_data_summary, report_late_failures
+from pirec_lightning.distributed import all_gather_object
 from pirec_lightning.preprocess.confusion import Preprocessor
 
 STAGES = ("fit", "validate", "test", "predict")
@@ -284,12 +286,24 @@ class PIRECDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints, so a resumed run continues the random draws instead of
-        repeating those of its start."""
+        repeating those of its start: every rank's generators (``train_generators_by_rank``;
+        a collective under DDP, as checkpoint saving is)."""
         states = {str(d): g.get_state() for d, g in self._train_generators.items()}
-        return {"train_generators": {**self._pending_states, **states}}
+        return {"train_generators_by_rank": all_gather_object({**self._pending_states, **states})}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending_states = dict(state_dict.get("train_generators", {}))
+        # checkpoints from before DDP support saved one rank's states
+        by_rank = state_dict.get("train_generators_by_rank") or [
+            state_dict.get("train_generators", {})
+        ]
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if rank >= len(by_rank):
+            warnings.warn(
+                f"the checkpoint holds the preprocessing random state of {len(by_rank)} rank(s); "
+                f"rank {rank} restarts its draws from the seed",
+                stacklevel=2,
+            )
+        self._pending_states = dict(by_rank[rank]) if rank < len(by_rank) else {}
         self._train_generators.clear()
 
     def make_inputs(self, batch: dict[str, Any], stage: str = "fit") -> dict[str, Any]:

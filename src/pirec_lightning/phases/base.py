@@ -65,6 +65,8 @@ class PhaseModule(pl.LightningModule):
     required_inputs: tuple[str, ...] = ("edge",)
     #: Lightning optimizer steps per batch (discriminator + generator)
     optimizer_steps_per_batch = 2
+    #: networks that train, each wrapped in its own DDP by GANDDPStrategy
+    ddp_networks: tuple[str, ...] = ("generator", "discriminator")
     #: column titles of the sample grid, left to right
     grid_columns: tuple[str, ...] = ("edge", "input", "output", "ground truth")
     #: images measured against the ground truth in validation (see ValidationSets)
@@ -97,6 +99,8 @@ class PhaseModule(pl.LightningModule):
         self._vgg: list[VGG19Features | None] = []
         self._vgg_losses: dict[str, nn.Module] = {}
         self.hparams["vgg_status"] = vgg_status
+        # DDP wrappers set by GANDDPStrategy; a plain dict keeps them out of the checkpoint keys
+        self._ddp_wrappers: dict[str, nn.Module] = {}
 
     # ------------------------------------------------------------------------------- building
     def configure_networks(self) -> None:
@@ -124,6 +128,12 @@ class PhaseModule(pl.LightningModule):
             if vgg is not None:
                 # a plain dict: these hold the VGG and must stay out of the module tree
                 self._vgg_losses = {"perceptual": PerceptualLoss(vgg), "style": StyleLoss(vgg)}
+
+    def network(self, name: str) -> nn.Module:
+        """``generator`` or ``discriminator``, through its DDP wrapper while gradients are on
+        (so its gradients are all-reduced in its own backward pass), else the plain module."""
+        wrapper = self._ddp_wrappers.get(name)
+        return wrapper if wrapper is not None and torch.is_grad_enabled() else getattr(self, name)
 
     @property
     def vgg(self) -> VGG19Features | None:
@@ -157,7 +167,7 @@ class PhaseModule(pl.LightningModule):
     def forward(self, image: Tensor, edge: Tensor) -> Tensor:
         """Generator output (B, 3, H, W) in [0, 1] from an image (B, 3, H, W) in [0, 1] and an
         edge map (B, 1, H, W) in {0, 1}."""
-        return self.generator(torch.cat([image, edge], dim=1))
+        return self.network("generator")(torch.cat([image, edge], dim=1))
 
     def reconstruct(self, batch: dict[str, Tensor]) -> Tensor:
         return self(self.generator_input(batch), batch["edge"])
@@ -179,6 +189,8 @@ class PhaseModule(pl.LightningModule):
     ) -> dict[str, Tensor]:
         """Weighted generator loss terms and their sum under ``loss``."""
         w = self.hparams.loss
+        # the plain discriminator: its weights are frozen here (toggle_optimizer), so its DDP
+        # wrapper must not expect gradients from this backward pass
         logits, _ = self.discriminator(output)
         terms = {
             "l1": self.l1_term(output, target, batch) * w["l1"],
@@ -200,8 +212,9 @@ class PhaseModule(pl.LightningModule):
         return terms
 
     def discriminator_loss(self, output: Tensor, target: Tensor) -> Tensor:
-        real, _ = self.discriminator(target)
-        fake, _ = self.discriminator(output.detach())
+        discriminator = self.network("discriminator")
+        real, _ = discriminator(target)
+        fake, _ = discriminator(output.detach())
         return (
             self.adversarial_loss(real, True, for_discriminator=True)
             + self.adversarial_loss(fake, False, for_discriminator=True)
