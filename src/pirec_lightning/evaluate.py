@@ -209,7 +209,7 @@ def evaluate(
     Returns:
         ``(report, grid)``: the report dict (``images``, ``image_size``, ``stages`` ->
         ``{stage: {metric: value}}``, ``skipped`` metrics with the reason, ``settings``) and a
-        (3, H', W') grid in [0, 1] of the first ``grid_images`` images: edge | color domain |
+        (3, H', W') grid in [0, 1] of ``grid_images`` images spread over the set: edge | color domain |
         first stage | refined | ground truth.
     """
     if limit is not None:
@@ -224,6 +224,7 @@ def evaluate(
     metrics = {stage: _stage_metrics(factories, device) for stage in stages}
     loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers)
     columns: list[list[Tensor]] = []
+    grid_rows = set(spread_indices(len(images), grid_images))  # a grid that samples the whole set
     for i, batch in enumerate(loader):
         batch = (batch["image"] if isinstance(batch, dict) else batch).to(device)
         edge, color = reconstructor.photo_inputs(batch, seed=seed + i)
@@ -240,9 +241,10 @@ def evaluate(
                     metric.update(outputs[stage], real=False)
                 else:
                     metric.update(outputs[stage], batch)
-        if sum(len(c[0]) for c in columns) < grid_images:
+        rows = [j for j in range(len(batch)) if i * batch_size + j in grid_rows]
+        if rows:
             shown = [edge.expand_as(batch), color, first] + ([final] if len(stages) == 3 else [])
-            columns.append([t.float().cpu() for t in [*shown, batch]])
+            columns.append([t[rows].float().cpu() for t in [*shown, batch]])
     results = {
         stage: {name: _value(metric) for name, metric in stage_metrics.items()}
         for stage, stage_metrics in metrics.items()

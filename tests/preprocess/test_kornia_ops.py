@@ -58,6 +58,14 @@ def test_kmeans_paints_at_most_k_colors(images):
     assert out.min() >= 0 and out.max() <= 1
 
 
+def test_kmeans_leaves_the_global_random_state_alone(images):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    kornia_kmeans(images, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_color_domain_shape_range_and_colors(images):
     out = kornia_color_domain(images, torch.tensor([5, 7, 5, 9]), 3, torch.tensor([1, 3, 5, 3]))
     assert out.shape == images.shape and out.dtype == images.dtype

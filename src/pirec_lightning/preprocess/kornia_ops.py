@@ -12,7 +12,7 @@ Kornia's ops take one parameter for a whole batch, samples are grouped by parame
   borders as OpenCV; it materialises every window (k * k values per pixel), so batches are cut
   into pieces that fit :data:`MEDIAN_ELEMENTS`;
 - K-means: ``kornia.contrib.KMeans`` fitted per image (its API takes one point set), on every
-  pixel, seeded from the generator.
+  pixel, seeded from the generator (in a forked global random state: Kornia seeds the global one).
 """
 
 from __future__ import annotations
@@ -111,8 +111,13 @@ def kornia_kmeans(
     for i, (clusters, seed) in enumerate(zip(k, seeds.tolist())):
         points = images[i].reshape(channels, -1).T.contiguous()
         clusters = min(clusters, len(points))
-        kmeans = KMeans(clusters, None, tolerance=1e-4, max_iterations=10, seed=int(seed))
-        kmeans.fit(points)
+        # Kornia's `seed` reseeds torch's global generator; seed a forked one instead, so the
+        # augmentations and the loader's shuffling are not reset every batch
+        cuda = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(int(seed))
+            kmeans = KMeans(clusters, None, tolerance=1e-4, max_iterations=10)
+            kmeans.fit(points)
         painted = kmeans.cluster_centers[kmeans.cluster_assignments]
         out[i] = painted.T.reshape(channels, height, width)
     return out.clamp_(0, 1)
