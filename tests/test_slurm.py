@@ -32,7 +32,8 @@ def _slurm_missing() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"Slurm does not answer ({error}): run `make slurm-up`"
     if "UP" not in ping.stdout:
-        return f"no Slurm controller answers ({ping.stdout.strip() or ping.stderr.strip()})"
+        said = (ping.stdout.strip() or ping.stderr.strip() or "no answer").splitlines()[0]
+        return f"no Slurm controller answers ({said}): run `make slurm-up`"
     if not any(s.startswith(("idle", "mix", "alloc")) for s in nodes.stdout.split()):
         return f"no Slurm node is up (states: {nodes.stdout.split()})"
     return None

@@ -280,18 +280,25 @@ def add_app(commands) -> None:
         [
             "pirec app --checkpoint runs/x/refinement/checkpoints/last.ckpt",
             "pirec app --pirec-generator G_Model_gen_1.pth --pirec-refiner R_Model_gen_1.pth",
-            "pirec app --checkpoint last.ckpt --port 7861",
+            "pirec app --checkpoint last.ckpt --port 7861 --examples ../shared/data/pirec_examples",
             "pirec app   # opens without a model and says what to pass",
         ],
     )
     add_model_arguments(parser, required=False)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    parser.add_argument(
+        "--examples",
+        metavar="DIR",
+        help="a folder of PI-REC example pairs (N_e.png/N_c.png, ...) offered as one-click "
+        "examples (default: $PIREC_EXAMPLES_DIR, else none)",
+    )
     parser.set_defaults(run=run_app)
 
 
 def run_app(args: argparse.Namespace) -> int:
     from pirec_lightning.app import build_app, launch, require_gradio
+    from pirec_lightning.sketch import default_example_roots, find_examples
 
     if args.pirec_refiner is not None and args.pirec_generator is None:
         raise ValueError("--pirec-refiner goes with --pirec-generator")
@@ -303,7 +310,8 @@ def run_app(args: argparse.Namespace) -> int:
     model = load_reconstructor(args) if with_model else None
     source = str(args.checkpoint or args.pirec_generator or "")
     try:
-        launch(build_app(model, source=source), host=args.host, port=args.port)
+        examples = find_examples(default_example_roots(args.examples))
+        launch(build_app(model, examples, source=source), host=args.host, port=args.port)
     except OSError as error:  # the port is taken, or the address is not this machine's
         raise ValueError(
             f"cannot serve on {args.host}:{args.port}: {error}; try another --port"

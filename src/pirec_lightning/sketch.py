@@ -142,13 +142,14 @@ def find_examples(roots: Iterable[str | Path]) -> list[Pair]:
     return []
 
 
-def default_example_roots() -> list[Path]:
-    """Where the app looks for PI-REC's examples: ``$PIREC_EXAMPLES_DIR``, then
-    ``../shared/data/pirec_examples`` beside the working directory and beside a source checkout."""
+def default_example_roots(examples_dir: str | Path | None = None) -> list[Path]:
+    """Where the app looks for PI-REC's example pairs: ``examples_dir`` (``pirec app
+    --examples DIR``), then ``$PIREC_EXAMPLES_DIR``. None of them set: no examples."""
     roots: Iterable[Path | None] = (
-        Path(os.environ["PIREC_EXAMPLES_DIR"]) if os.environ.get("PIREC_EXAMPLES_DIR") else None,
-        Path.cwd().parent / "shared" / "data" / "pirec_examples",
-        Path(__file__).resolve().parents[3] / "shared" / "data" / "pirec_examples",
+        Path(examples_dir).expanduser() if examples_dir else None,
+        Path(os.environ["PIREC_EXAMPLES_DIR"]).expanduser()
+        if os.environ.get("PIREC_EXAMPLES_DIR")
+        else None,
     )
     unique: list[Path] = []
     for root in roots:

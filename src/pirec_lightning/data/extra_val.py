@@ -6,7 +6,7 @@ size) and ``limit`` (at most this many images, the first ones in sorted order; n
 
     data:
       extra_val:
-        noto: {root: ../shared/data/noto_emoji_128.npz, limit: 256}
+        noto: {root: ~/data/noto_emoji_128.npz, limit: 256}
         emoji128: {root: null, image_size: 128}
 
 Metrics of set ``noto`` are logged as ``val_noto/psnr``, ``val_noto/ssim``, ... with a sample
