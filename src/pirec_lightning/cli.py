@@ -280,7 +280,7 @@ def add_app(commands) -> None:
         [
             "pirec app --checkpoint runs/x/refinement/checkpoints/last.ckpt",
             "pirec app --pirec-generator G_Model_gen_1.pth --pirec-refiner R_Model_gen_1.pth",
-            "pirec app --checkpoint last.ckpt --port 7861 --examples ../shared/data/pirec_examples",
+            "pirec app --checkpoint last.ckpt --port 7861 --examples ~/pirec_examples",
             "pirec app   # opens without a model and says what to pass",
         ],
     )
