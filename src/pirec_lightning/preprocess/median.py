@@ -162,14 +162,8 @@ def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
     if levels.numel() == 0 or not bool((radius > 0).any()):
         return levels.long()
     low, high = (int(v) for v in torch.aminmax(levels))
-    largest = 2 * int(radius.max()) + 1
-    on_gpu = levels.device.type == "cuda"
-    dtype = torch.float16 if on_gpu and largest**2 <= _FLOAT16_EXACT else torch.float32
-    # Rows first, so that both box sums are plain batched matrix products: (B, H, C, W).
-    rows = levels.permute(0, 2, 1, 3).contiguous()
-    down = _band_matrix(height, radius, dtype)  # (B, H, H): sums rows
-    across = _band_matrix(width, radius, dtype).transpose(1, 2)  # (B, W, W): sums columns
-    half = (((2 * radius + 1) ** 2 + 1) // 2).to(dtype).view(batch, 1, 1, 1, 1)
+    rows, down, across, half, dtype = _box_operands(levels, radius)
+    half = half.view(batch, 1, 1, 1, 1)
     median = torch.full_like(rows, low, dtype=torch.int32)
     step = max(1, _CHUNK_ELEMENTS // rows.numel())
     for start in range(low, high, step):
@@ -183,6 +177,25 @@ def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
         window = torch.bmm(column_sums.view(batch, -1, width), across)
         median += (window.view_as(below) < half).sum(3, dtype=torch.int32)
     return median.permute(0, 2, 1, 3).contiguous().long()
+
+
+def _box_operands(
+    levels: Tensor, radius: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, torch.dtype]:
+    """What both exact median methods box-filter with: ``rows`` (B, H, C, W), the levels rows
+    first so that both box sums are plain batched matrix products; ``down`` (B, H, H), summing
+    rows; ``across`` (B, W, W), summing columns; ``half`` (B,), the count at which a window's
+    median is reached; and the ``dtype`` the counts are exact in (float16 on CUDA when the
+    largest window fits)."""
+    _, _, height, width = levels.shape
+    largest = 2 * int(radius.max()) + 1
+    on_gpu = levels.device.type == "cuda"
+    dtype = torch.float16 if on_gpu and largest**2 <= _FLOAT16_EXACT else torch.float32
+    rows = levels.permute(0, 2, 1, 3).contiguous()
+    down = _band_matrix(height, radius, dtype)
+    across = _band_matrix(width, radius, dtype).transpose(1, 2)
+    half = (((2 * radius + 1) ** 2 + 1) // 2).to(dtype)
+    return rows, down, across, half, dtype
 
 
 def _band_matrix(size: int, radius: Tensor, dtype: torch.dtype) -> Tensor:

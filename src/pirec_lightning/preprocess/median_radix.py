@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pirec_lightning.preprocess.median import _CHUNK_ELEMENTS, _FLOAT16_EXACT, _band_matrix
+from pirec_lightning.preprocess.median import _CHUNK_ELEMENTS, _box_operands
 
 BITS = 8
 
@@ -50,14 +50,8 @@ def median_levels_radix(levels: Tensor, radius: Tensor) -> Tensor:
     if levels.numel() == 0 or not bool((radius > 0).any()):
         return levels.long()
     device = levels.device
-    largest = 2 * int(radius.max()) + 1
-    dtype = (
-        torch.float16 if device.type == "cuda" and largest**2 <= _FLOAT16_EXACT else torch.float32
-    )
-    rows = levels.permute(0, 2, 1, 3).contiguous()  # (B, H, C, W): box sums are two bmm
-    down = _band_matrix(height, radius, dtype)
-    across = _band_matrix(width, radius, dtype).transpose(1, 2)
-    half = (((2 * radius + 1) ** 2 + 1) // 2).to(dtype).view(batch, 1, 1, 1)
+    rows, down, across, half, dtype = _box_operands(levels, radius)  # rows: (B, H, C, W)
+    half = half.view(batch, 1, 1, 1)
     prefix = torch.zeros_like(rows, dtype=torch.int64)
     plane = torch.arange(channels, device=device).view(1, 1, channels, 1)
     for bit in reversed(range(BITS)):
