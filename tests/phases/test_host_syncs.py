@@ -1,6 +1,6 @@
-"""The training step reads nothing back from the device (no host syncs), so a GPU never stalls,
-except the one read of the non-finite guard (``phases/numerics.py``): it decides on the host
-whether the step's optimizer updates are taken."""
+"""The training step reads nothing back from the device (no host syncs), so a GPU never stalls:
+the non-finite guard (``phases/numerics.py``) decides on the device whether the optimizer updates
+are taken (fused Adam's ``found_inf``), and its counters reach the host without waiting."""
 
 from __future__ import annotations
 
@@ -56,6 +56,5 @@ def test_training_step_makes_no_host_sync():
     module = Recorded(model=TINY_MODEL, loss=TINY_LOSS)
     trainer.fit(module, DataLoader(Batches(4), batch_size=2))
     assert module.generator_step == 2
-    # one read per step, all in the guard; nothing else in the step waits for the device
-    assert len(calls.calls) == 2, calls.calls
-    assert all("/phases/numerics.py:" in call for call in calls.calls), calls.calls
+    assert all(opt.optimizer.defaults["fused"] for opt in module.optimizers())
+    assert calls.calls == []
