@@ -40,6 +40,7 @@ def per_sample(
     minimum: int = 1,
     odd: bool = False,
     device: torch.device | str | None = None,
+    check: bool = True,
 ) -> Tensor:
     """Validate an int or a per-sample (B,) integer tensor and return it as a (B,) int64 tensor.
 
@@ -50,6 +51,8 @@ def per_sample(
         minimum: smallest allowed value.
         odd: whether every value must be odd.
         device: where the returned tensor lives.
+        check: check the values (``minimum``, ``odd``); False for values known to be valid
+            (drawn in range): checking a device tensor's values reads them back to the host.
 
     Returns:
         (B,) int64 tensor on ``device``.
@@ -75,6 +78,8 @@ def per_sample(
         values = torch.tensor([value], dtype=torch.int64)  # checked once, even for B = 0
     else:
         raise TypeError(f"{name} must be an int or an integer tensor, got {type(value).__name__}")
+    if not check:
+        return values.to(device).expand(batch_size).contiguous()
     if values.numel() and bool((values < minimum).any()):
         raise ValueError(f"{name} must be >= {minimum}, got {_show(values)}")
     if odd and values.numel() and bool((values % 2 == 0).any()):

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ._checks import check_images, per_sample
 from .kmeans import kmeans_colors
-from .median import median_blur, median_of_levels
+from .median import blur_levels, median_of_levels
 
 
 def color_domain(
@@ -18,6 +18,7 @@ def color_domain(
     *,
     generator: torch.Generator | None = None,
     method: str = "auto",
+    k_max: int | None = None,
 ) -> Tensor:
     r"""Make PI-REC's color-domain image: median blur -> K-means colors -> median blur.
 
@@ -36,6 +37,9 @@ def color_domain(
         generator: random generator on the images' device, for reproducible K-means.
         method: median method, as in :func:`median_blur` (``"auto"``: OpenCV on the CPU, the
             batched histogram method elsewhere); both are exact.
+        k_max: for per-sample values drawn in range (the :class:`Preprocessor`'s): the
+            largest ``k``; the values of ``k`` and of the kernel sizes are then trusted and
+            never read back from the device to be checked (see :func:`kmeans_colors`).
 
     Returns:
         (B, 3, H, W) in [0, 1], same dtype as ``images``.
@@ -47,11 +51,15 @@ def color_domain(
     """
     check_images(images, channels=3)
     batch, _, height, width = images.shape
-    per_sample(median_kernel, batch, name="median_kernel", odd=True)
-    per_sample(k, batch, name="k")
-    second = per_sample(second_median_kernel, batch, name="second_median_kernel", odd=True)
-    blurred = median_blur(images, median_kernel, method)
-    labels, colors = kmeans_colors(blurred, k, generator=generator)  # (B, H, W), (B, K, 3)
+    check = k_max is None
+    first = per_sample(median_kernel, batch, name="median_kernel", odd=True, check=check)
+    per_sample(k, batch, name="k", check=check)
+    second = per_sample(
+        second_median_kernel, batch, name="second_median_kernel", odd=True, check=check
+    )
+    blurred = blur_levels(images, first, method)
+    # (B, H, W), (B, K, 3)
+    labels, colors = kmeans_colors(blurred, k, generator=generator, k_max=k_max)
     # Ranking is monotone, so the median of the ranks is the rank of the median color.
     values, order = colors.sort(dim=1)
     ranks = order.argsort(dim=1)  # (B, K, 3): rank of each cluster's color, per channel

@@ -8,6 +8,7 @@ Ranges are given at ``reference_size`` (128 px, the paper's) and scaled to the w
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -26,6 +27,7 @@ __all__ = [
     "ConfusionConfig",
     "Preprocessor",
     "evaluation_confusion",
+    "fork_seeds",
     "sample_confusion",
     "scale_kernel",
 ]
@@ -246,10 +248,29 @@ def evaluation_confusion(
 
     return {
         "canny_sigma": full(config.val_canny_sigma * scale, torch.float32),
-        "median_kernel": full(int(kernels[0])),
+        "median_kernel": kernels[0].repeat(batch_size).to(device),
         "k": full(config.val_k),
-        "second_median_kernel": full(int(kernels[1])),
+        "second_median_kernel": kernels[1].repeat(batch_size).to(device),
     }
+
+
+def fork_seeds(generator: torch.Generator, count: int) -> list[int]:
+    """``count`` seeds in [0, 2**62) derived from ``generator``'s state, which then moves on.
+
+    The state of a CPU generator, and a CUDA generator's Philox seed and offset, live in host
+    memory: hashing them waits for nothing on the device (drawing the seeds there and reading
+    them back would). The generator then advances by one draw on its own device, unread, so the
+    next call gets other seeds; the same state always gives the same seeds.
+
+    >>> a, b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    >>> fork_seeds(a, 2) == fork_seeds(b, 2) != fork_seeds(a, 2)
+    True
+    """
+    state = generator.get_state().numpy().tobytes()
+    digest = hashlib.blake2b(state, digest_size=8 * count).digest()
+    seeds = [int.from_bytes(digest[8 * i : 8 * i + 8], "little") >> 2 for i in range(count)]
+    torch.randint(2**62, (count,), generator=generator, device=generator.device)
+    return seeds
 
 
 def _fixed_params(
@@ -364,22 +385,26 @@ class Preprocessor(nn.Module):
         device = images.device
         generator = generator if generator is not None else self.generator(device)
         # Fork one generator per output (fixed order) so each output is the same whichever others
-        # were requested; the draw of the seeds is the only random call on ``generator``.
-        seeds = torch.randint(
-            2**62, (len(OUTPUTS) + 1,), generator=generator, device=generator.device
-        )
+        # were requested; the seeds come from ``generator``'s state, which then moves on by one
+        # draw (the only random call on it).
+        seeds = fork_seeds(generator, len(OUTPUTS) + 1)
         forks = {
-            name: torch.Generator(device=device).manual_seed(int(s))
-            for name, s in zip(("params", *OUTPUTS), seeds.tolist())
+            name: torch.Generator(device=device).manual_seed(s)
+            for name, s in zip(("params", *OUTPUTS), seeds)
         }
 
         config = self.confusion
         training = stage == "fit"
         if training and self.enabled:
             drawn = sample_confusion(batch, config, size, generator=forks["params"], device=device)
+            k_max = config.k[1]
         else:
             drawn = evaluation_confusion(batch, config, size, device=device)
-        params = {**drawn, **_fixed_params(params or {}, drawn)}
+            k_max = config.val_k
+        fixed = _fixed_params(params or {}, drawn)
+        params = {**drawn, **fixed}
+        # the drawn values are in range: nothing is read back to check them (a fixed one is)
+        trusted = {"k_max": k_max} if self.backend == "engine" and not fixed else {}
 
         canny, make_color_domain = _ops(self.backend)
         result = {"image": images}
@@ -416,6 +441,7 @@ class Preprocessor(nn.Module):
                 params["k"],
                 params["second_median_kernel"],
                 generator=forks["color_domain"],
+                **trusted,
             )
         return result
 

@@ -132,8 +132,9 @@ def kmeans_colors(
         narrow_after: Lloyd steps the ``attempts`` take side by side before only the one with
             the least sample error goes on (None: all of them take every step).
         k_max: the largest ``k`` in the batch when the caller knows it (e.g. the top of the
-            drawn range): saves reading ``k`` back from the device. It must be >= every k;
-            a larger value changes nothing but the size of ``colors``.
+            drawn range): ``k`` is then trusted to lie in [1, k_max] and never read back from
+            the device (neither checked nor maximized). A larger value changes nothing but the
+            size of ``colors``.
 
     Returns:
         labels: (B, H, W) int64 in [0, k_b), each pixel's cluster.
@@ -153,7 +154,7 @@ def kmeans_colors(
         )
     batch, _, height, width = images.shape
     device = images.device
-    counts = per_sample(k, batch, name="k", device=device)
+    counts = per_sample(k, batch, name="k", device=device, check=k_max is None)
     if k_max is None:
         k_max = int(counts.max()) if batch else 1
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32

@@ -69,8 +69,12 @@ def median_blur(images: Tensor, kernel_size: int | Tensor, method: str = "auto")
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_images(images)
     kernel = per_sample(kernel_size, images.shape[0], name="kernel_size", odd=True)
-    levels = quantize(images)
-    blurred = median_of_levels(levels, kernel, method)
+    return blur_levels(images, kernel, method)
+
+
+def blur_levels(images: Tensor, kernel: Tensor, method: str = "auto") -> Tensor:
+    """:func:`median_blur` of checked inputs: ``kernel`` a (B,) int64 tensor of odd sizes."""
+    blurred = median_of_levels(quantize(images), kernel, method)
     # A table of level / 255 made on the CPU: CUDA divides by a scalar through its reciprocal,
     # which would put some values one ulp off the CPU's (and off the 8-bit grid).
     table = torch.arange(256, dtype=images.dtype).div_(255).to(images.device)
