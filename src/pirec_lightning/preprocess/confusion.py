@@ -9,6 +9,7 @@ Ranges are given at ``reference_size`` (128 px, the paper's) and scaled to the w
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -26,6 +27,7 @@ __all__ = [
     "STAGES",
     "ConfusionConfig",
     "Preprocessor",
+    "draw_maxima",
     "evaluation_confusion",
     "fork_seeds",
     "sample_confusion",
@@ -254,6 +256,25 @@ def evaluation_confusion(
     }
 
 
+def draw_maxima(config: ConfusionConfig, image_size: int, drawn: bool) -> dict[str, int]:
+    """The largest ``median_kernel``, ``k`` and ``second_median_kernel`` that
+    :func:`sample_confusion` (``drawn``) or :func:`evaluation_confusion` can give.
+
+    >>> draw_maxima(ConfusionConfig(), 64, drawn=True)
+    {'median_kernel': 17, 'k': 5, 'second_median_kernel': 3}
+    """
+    scale = _scale(config, image_size)
+    if drawn:
+        kernels = [config.median_kernel[1], max(config.second_median_kernel)]
+        k = config.k[1]
+    else:
+        kernels = [config.val_median_kernel, config.val_second_median_kernel]
+        k = config.val_k
+    # scale_kernel's arithmetic on Python floats (both float64): nothing to read back
+    first, second = (max(1, 2 * math.floor(v * scale / 2) + 1) for v in kernels)
+    return {"median_kernel": first, "k": k, "second_median_kernel": second}
+
+
 def fork_seeds(generator: torch.Generator, count: int) -> list[int]:
     """``count`` seeds in [0, 2**62) derived from ``generator``'s state, which then moves on.
 
@@ -397,14 +418,15 @@ class Preprocessor(nn.Module):
         training = stage == "fit"
         if training and self.enabled:
             drawn = sample_confusion(batch, config, size, generator=forks["params"], device=device)
-            k_max = config.k[1]
         else:
             drawn = evaluation_confusion(batch, config, size, device=device)
-            k_max = config.val_k
         fixed = _fixed_params(params or {}, drawn)
         params = {**drawn, **fixed}
-        # the drawn values are in range: nothing is read back to check them (a fixed one is)
-        trusted = {"k_max": k_max} if self.backend == "engine" and not fixed else {}
+        # the drawn values lie in known ranges: nothing is read back to check them or to size
+        # the work (fixed values are checked)
+        trusted = {}
+        if self.backend == "engine" and not fixed:
+            trusted["maxima"] = draw_maxima(config, size, training and self.enabled)
 
         canny, make_color_domain = _ops(self.backend)
         result = {"image": images}
