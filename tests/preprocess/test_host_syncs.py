@@ -127,3 +127,28 @@ def test_trusted_draws_give_what_checked_values_give():
     generator = torch.Generator().manual_seed(5)
     checked = preprocessor(images, "validate", generator=generator, params={"k": 4})
     assert all(torch.equal(trusted[name], checked[name]) for name in trusted)
+
+
+class HostData(TorchFunctionMode):
+    """Records tensors made from Python data (on a GPU, each copy from pageable host memory
+    waits for the stream)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") == "tensor":
+            self.calls.append(traceback.format_stack(limit=3)[0])
+        return func(*args, **(kwargs or {}))
+
+
+def test_constants_are_made_once_not_per_batch():
+    preprocessor = Preprocessor(64)
+    images = torch.rand(2, 3, 64, 64)
+    for stage in ("fit", "validate"):
+        preprocessor(images, stage)  # the first call makes the cached constants
+        made = HostData()
+        with made:
+            preprocessor(images, stage)
+        assert made.calls == [], made.calls

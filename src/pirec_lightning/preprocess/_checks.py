@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -104,3 +105,16 @@ def exact_matmul(device_type: str) -> Iterator[None]:
             yield
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+@lru_cache(maxsize=64)
+def constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device | str) -> Tensor:
+    """A small constant tensor on ``device``, copied there once per process.
+
+    Copying a tensor from pageable host memory to a GPU waits for the stream (a host sync), so
+    per-batch constants are made once and reused. Callers must not modify the result.
+
+    >>> constant((1, 3, 5), torch.int64, "cpu")
+    tensor([1, 3, 5])
+    """
+    return torch.tensor(values, dtype=dtype, device=device)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from pirec_lightning.preprocess._checks import check_images
+from pirec_lightning.preprocess._checks import check_images, constant
 from pirec_lightning.preprocess.color import color_domain
 from pirec_lightning.preprocess.drawn import augment_drawn_edges
 from pirec_lightning.preprocess.edges import canny_edges
@@ -216,7 +216,7 @@ def sample_confusion(
     lo, hi = config.canny_sigma
     sigma = lo + (hi - lo) * torch.rand(shape, generator=generator, device=device)
     first = torch.arange(config.median_kernel[0], config.median_kernel[1] + 1, 2, device=device)
-    second = torch.tensor(config.second_median_kernel, device=device)
+    second = constant(tuple(config.second_median_kernel), torch.int64, torch.device(device))
     pick_first = torch.randint(len(first), shape, generator=generator, device=device)
     k = torch.randint(config.k[0], config.k[1] + 1, shape, generator=generator, device=device)
     pick_second = torch.randint(len(second), shape, generator=generator, device=device)
@@ -241,19 +241,21 @@ def evaluation_confusion(
     tensor([51, 51])
     """
     scale = _scale(config, image_size)
-    kernels = scale_kernel(
-        torch.tensor([config.val_median_kernel, config.val_second_median_kernel]), scale
-    )
 
     def full(value, dtype=torch.int64) -> Tensor:
         return torch.full((batch_size,), value, dtype=dtype, device=device)
 
     return {
         "canny_sigma": full(config.val_canny_sigma * scale, torch.float32),
-        "median_kernel": kernels[0].repeat(batch_size).to(device),
+        "median_kernel": full(_scaled_odd(config.val_median_kernel, scale)),
         "k": full(config.val_k),
-        "second_median_kernel": kernels[1].repeat(batch_size).to(device),
+        "second_median_kernel": full(_scaled_odd(config.val_second_median_kernel, scale)),
     }
+
+
+def _scaled_odd(kernel: int, scale: float) -> int:
+    """:func:`scale_kernel` of one int, in Python floats (float64 both): nothing on a device."""
+    return max(1, 2 * math.floor(kernel * scale / 2) + 1)
 
 
 def draw_maxima(config: ConfusionConfig, image_size: int, drawn: bool) -> dict[str, int]:
@@ -270,8 +272,7 @@ def draw_maxima(config: ConfusionConfig, image_size: int, drawn: bool) -> dict[s
     else:
         kernels = [config.val_median_kernel, config.val_second_median_kernel]
         k = config.val_k
-    # scale_kernel's arithmetic on Python floats (both float64): nothing to read back
-    first, second = (max(1, 2 * math.floor(v * scale / 2) + 1) for v in kernels)
+    first, second = (_scaled_odd(v, scale) for v in kernels)
     return {"median_kernel": first, "k": k, "second_median_kernel": second}
 
 

@@ -79,10 +79,15 @@ def blur_levels(
     <= ``largest`` when given (see :func:`median_of_levels`)."""
     bounds = None if largest is None else (largest, 255)
     blurred = median_of_levels(quantize(images), kernel, method, bounds=bounds)
-    # A table of level / 255 made on the CPU: CUDA divides by a scalar through its reciprocal,
-    # which would put some values one ulp off the CPU's (and off the 8-bit grid).
-    table = torch.arange(256, dtype=images.dtype).div_(255).to(images.device)
-    return table[blurred.long()]
+    return _level_table(images.dtype, images.device)[blurred.long()]
+
+
+@cache
+def _level_table(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """level / 255 for the 256 levels, made on the CPU (CUDA divides by a scalar through its
+    reciprocal, which would put some values one ulp off the CPU's and off the 8-bit grid) and
+    copied to ``device`` once (each copy from the host would wait for the stream)."""
+    return torch.arange(256, dtype=dtype).div_(255).to(device)
 
 
 class MedianBlur(nn.Module):
