@@ -86,6 +86,23 @@ def test_bad_step_changes_nothing(make):
     assert guard.poll() and guard.exhausted and guard.longest == 2 and guard.skipped == 3
 
 
+def test_an_unfused_state_dict_falls_back_to_the_host():
+    """A checkpoint of an unfused Adam (older runs) turns ``fused`` off on load: the guard then
+    decides on the host instead of handing ``found_inf`` to a step that would refuse it."""
+    net = _net()
+    old = torch.optim.Adam(net.parameters(), 1e-2, foreach=True)
+    _backward(net, bad=False)
+    old.step()
+    optimizer = torch.optim.Adam(net.parameters(), 1e-2, fused=True)
+    optimizer.load_state_dict(old.state_dict())
+    guard = NonFiniteGuard()
+    before = _state(net, optimizer)
+    guard.step([optimizer], [_backward(net, bad=True)], [net])
+    assert _same(before, _state(net, optimizer)) and guard.skipped == 1
+    guard.step([optimizer], [_backward(net, bad=False)], [net])
+    assert not _same(before, _state(net, optimizer))
+
+
 def test_a_bad_loss_reaches_the_gradient_scaler():
     """With a scaler only losses are checked; a bad one makes the scaler skip the step."""
     net = _net()

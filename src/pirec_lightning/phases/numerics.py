@@ -85,6 +85,14 @@ def _max_across_ranks(flag: Tensor) -> Tensor:
     return flag
 
 
+def _skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` honours ``found_inf``: a fused optimizer in every group (a
+    state dict saved by an unfused one, e.g. an older checkpoint, turns ``fused`` off again)."""
+    return getattr(optimizer, "_step_supports_amp_scaling", False) and all(
+        group.get("fused") for group in optimizer.param_groups
+    )
+
+
 def _poison(optimizer: torch.optim.Optimizer, flag: Tensor) -> None:
     """Make one gradient element NaN where ``flag`` is set, so a gradient scaler skips the step."""
     for group in optimizer.param_groups:
@@ -165,7 +173,7 @@ class NonFiniteGuard:
             if scaled:
                 _poison(raw, flag)
                 optimizer.step()
-            elif getattr(raw, "_step_supports_amp_scaling", False):
+            elif _skips_on_device(raw):
                 raw.found_inf = flag
                 try:
                     optimizer.step()
