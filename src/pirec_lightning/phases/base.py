@@ -257,7 +257,9 @@ class PhaseModule(pl.LightningModule):
         )
         self.log("g_loss", terms["loss"].detach(), prog_bar=True, logger=False)
         # generator steps taken (checkpoint names use it; Lightning's `step` counts both optimizers)
-        self.log("generator_step", float(self.generator_step), logger=False)
+        # made on the device by a fill: a logged Python float would be copied from the host
+        steps = torch.full((), float(self.generator_step), device=self.device)
+        self.log("generator_step", steps, logger=False)
         return terms["loss"]
 
     # ----------------------------------------------------------------------------- evaluation
