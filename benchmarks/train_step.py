@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from pirec_lightning.config import compose_config
+from pirec_lightning.phases.numerics import fused_options
 from pirec_lightning.train import build_datamodule, build_phase
 
 TARGET_RATIO = 1.10
@@ -142,9 +143,11 @@ class Loop:
         optimizer = cfg.model.optimizer
         betas = tuple(float(b) for b in optimizer.betas)
         lr = float(optimizer.lr)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr, betas=betas)
+        # the implementation the phase picks (fused where the device has the kernel)
+        fused = fused_options(torch.optim.Adam, dict(optimizer), device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr, betas=betas, **fused)
         self.opt_d = torch.optim.Adam(
-            self.discriminator.parameters(), lr * float(cfg.model.d2g_lr), betas=betas
+            self.discriminator.parameters(), lr * float(cfg.model.d2g_lr), betas=betas, **fused
         )
         dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
         self.autocast = dict(device_type=device.type, dtype=dtype, enabled=dtype is not None)

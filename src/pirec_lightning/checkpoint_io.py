@@ -238,7 +238,7 @@ def finish_phase(trainer: Any, model: Any, last: str | None, output_dir: str | P
     if guard is not None and guard.exhausted:
         raise TrainingDiverged(
             f"{model.name} stopped at generator step {model.generator_step}: "
-            f"{guard.consecutive} consecutive steps had a NaN or infinite loss or gradient "
+            f"{guard.longest} consecutive steps had a NaN or infinite loss or gradient "
             f"({guard.skipped} skipped in all); the last good weights are in {last}; lower "
             "model.optimizer.lr or check the data, then resume with ckpt_path=" + str(last)
         )

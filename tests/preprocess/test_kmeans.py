@@ -162,3 +162,33 @@ def test_error_close_to_sklearn(blurred: torch.Tensor) -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(kmeans).failed == 0
+
+
+def test_pass_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point-to-center distances of the Lloyd steps and the final assignment, per image at the
+    defaults (1024-pixel sample, 4 attempts, 10 steps, narrowed to the best attempt after 2):
+    2 steps x 4 attempts + the narrowing + 8 steps x 1 + all 4096 pixels, each x k = 5; all
+    4 attempts through all 10 steps cost twice that."""
+    evaluated = []
+    assign = kmeans._assign
+
+    def counted(points, centers, active):
+        evaluated.append(points.shape[0] * points.shape[2] * centers.shape[1])
+        return assign(points, centers, active)
+
+    monkeypatch.setattr(kmeans, "_assign", counted)
+    images = torch.rand(2, 3, 64, 64)
+    kmeans_colors(images, 5, generator=seeded())
+    per_image = (2 * 4 * 1024 + 4 * 1024 + 8 * 1024 + 4096) * 5
+    assert sum(evaluated) == 2 * per_image
+    evaluated.clear()
+    kmeans_colors(images, 5, generator=seeded(), narrow_after=None)
+    assert sum(evaluated) == 2 * (10 * 4 * 1024 + 4 * 1024 + 4096) * 5 == 2 * 2 * per_image
+
+
+def test_k_max_changes_only_the_palette_size(blurred: torch.Tensor) -> None:
+    images, k = blurred[:3], torch.tensor([2, 4, 3])
+    labels, colors = kmeans_colors(images, k, generator=seeded())
+    wide_labels, wide_colors = kmeans_colors(images, k, generator=seeded(), k_max=5)
+    assert torch.equal(labels, wide_labels) and wide_colors.shape == (3, 5, 3)
+    assert torch.equal(colors, wide_colors[:, :4])

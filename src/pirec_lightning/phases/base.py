@@ -16,7 +16,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from torch import Tensor, nn
 
 from pirec_lightning.models.losses import (
@@ -28,7 +28,7 @@ from pirec_lightning.models.losses import (
     l1_loss,
 )
 from pirec_lightning.models.networks.compile import compile_networks
-from pirec_lightning.phases.numerics import NonFiniteGuard
+from pirec_lightning.phases.numerics import NonFiniteGuard, fused_options
 from pirec_lightning.phases.samples import log_sample_grid, sample_grid
 from pirec_lightning.phases.validation import MAIN, ValidationSets
 
@@ -147,6 +147,9 @@ class PhaseModule(pl.LightningModule):
         config = dict(self.hparams.model["optimizer"])
         if "betas" in config:  # `betas=[0,0.9]` from a command line gives ints, which Adam rejects
             config["betas"] = tuple(float(b) for b in config["betas"])
+        # fused Adam/AdamW/SGD unless the config picks: they skip bad steps on the device
+        device = next(self.generator.parameters()).device
+        config.update(fused_options(get_class(config["_target_"]), config, device))
         make = instantiate(config)
         opt_g = make(params=self.generator.parameters())
         opt_d = make(params=self.discriminator.parameters())
@@ -239,17 +242,13 @@ class PhaseModule(pl.LightningModule):
         self.manual_backward(terms["loss"])
         self.untoggle_optimizer(opt_g)
 
+        # the guard takes both steps or, on the device, neither (phases/numerics.py)
         scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
         networks = () if scaled else (self.generator, self.discriminator)
-        if self.numeric_guard.check((d_loss, terms["loss"]), networks):
-            opt_d.step()
-            opt_g.step()
-        else:
-            opt_d.zero_grad(set_to_none=True)
-            opt_g.zero_grad(set_to_none=True)
-            if self.numeric_guard.exhausted:
-                self.trainer.should_stop = True
-        self.log("train/skipped_steps", float(self.numeric_guard.skipped), batch_size=len(target))
+        self.numeric_guard.step((opt_d, opt_g), (d_loss, terms["loss"]), networks, scaled)
+        if self.numeric_guard.poll():
+            self.trainer.should_stop = True
+        self.log("train/skipped_steps", self.numeric_guard.skipped_tensor, batch_size=len(target))
 
         logged = {f"train/g_{k}" if k != "loss" else "train/g_loss": v for k, v in terms.items()}
         logged["train/d_loss"] = d_loss
@@ -258,7 +257,9 @@ class PhaseModule(pl.LightningModule):
         )
         self.log("g_loss", terms["loss"].detach(), prog_bar=True, logger=False)
         # generator steps taken (checkpoint names use it; Lightning's `step` counts both optimizers)
-        self.log("generator_step", float(self.generator_step), logger=False)
+        # made on the device by a fill: a logged Python float would be copied from the host
+        steps = torch.full((), float(self.generator_step), device=self.device)
+        self.log("generator_step", steps, logger=False)
         return terms["loss"]
 
     # ----------------------------------------------------------------------------- evaluation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -40,6 +41,7 @@ def per_sample(
     minimum: int = 1,
     odd: bool = False,
     device: torch.device | str | None = None,
+    check: bool = True,
 ) -> Tensor:
     """Validate an int or a per-sample (B,) integer tensor and return it as a (B,) int64 tensor.
 
@@ -50,6 +52,8 @@ def per_sample(
         minimum: smallest allowed value.
         odd: whether every value must be odd.
         device: where the returned tensor lives.
+        check: check the values (``minimum``, ``odd``); False for values known to be valid
+            (drawn in range): checking a device tensor's values reads them back to the host.
 
     Returns:
         (B,) int64 tensor on ``device``.
@@ -75,6 +79,8 @@ def per_sample(
         values = torch.tensor([value], dtype=torch.int64)  # checked once, even for B = 0
     else:
         raise TypeError(f"{name} must be an int or an integer tensor, got {type(value).__name__}")
+    if not check:
+        return values.to(device).expand(batch_size).contiguous()
     if values.numel() and bool((values < minimum).any()):
         raise ValueError(f"{name} must be >= {minimum}, got {_show(values)}")
     if odd and values.numel() and bool((values % 2 == 0).any()):
@@ -99,3 +105,16 @@ def exact_matmul(device_type: str) -> Iterator[None]:
             yield
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+@lru_cache(maxsize=64)
+def constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device | str) -> Tensor:
+    """A small constant tensor on ``device``, copied there once per process.
+
+    Copying a tensor from pageable host memory to a GPU waits for the stream (a host sync), so
+    per-batch constants are made once and reused. Callers must not modify the result.
+
+    >>> constant((1, 3, 5), torch.int64, "cpu")
+    tensor([1, 3, 5])
+    """
+    return torch.tensor(values, dtype=dtype, device=device)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor, nn
 
 from ._checks import check_images, per_sample
 from .kmeans import kmeans_colors
-from .median import median_blur, median_of_levels
+from .median import blur_levels, median_of_levels
 
 
 def color_domain(
@@ -18,6 +20,7 @@ def color_domain(
     *,
     generator: torch.Generator | None = None,
     method: str = "auto",
+    maxima: Mapping[str, int] | None = None,
 ) -> Tensor:
     r"""Make PI-REC's color-domain image: median blur -> K-means colors -> median blur.
 
@@ -36,6 +39,10 @@ def color_domain(
         generator: random generator on the images' device, for reproducible K-means.
         method: median method, as in :func:`median_blur` (``"auto"``: OpenCV on the CPU, the
             batched histogram method elsewhere); both are exact.
+        maxima: for per-sample values drawn in range (the :class:`Preprocessor`'s): the
+            largest ``median_kernel``, ``k`` and ``second_median_kernel`` of the batch. The
+            values are then trusted: never read back from the device, neither to be checked
+            nor to size the work (see :func:`kmeans_colors`, :func:`median_of_levels`).
 
     Returns:
         (B, 3, H, W) in [0, 1], same dtype as ``images``.
@@ -47,17 +54,24 @@ def color_domain(
     """
     check_images(images, channels=3)
     batch, _, height, width = images.shape
-    per_sample(median_kernel, batch, name="median_kernel", odd=True)
-    per_sample(k, batch, name="k")
-    second = per_sample(second_median_kernel, batch, name="second_median_kernel", odd=True)
-    blurred = median_blur(images, median_kernel, method)
-    labels, colors = kmeans_colors(blurred, k, generator=generator)  # (B, H, W), (B, K, 3)
+    top = maxima or {}
+    check = maxima is None
+    first = per_sample(median_kernel, batch, name="median_kernel", odd=True, check=check)
+    per_sample(k, batch, name="k", check=check)
+    second = per_sample(
+        second_median_kernel, batch, name="second_median_kernel", odd=True, check=check
+    )
+    blurred = blur_levels(images, first, method, top.get("median_kernel"))
+    # (B, H, W), (B, K, 3)
+    labels, colors = kmeans_colors(blurred, k, generator=generator, k_max=top.get("k"))
     # Ranking is monotone, so the median of the ranks is the rank of the median color.
     values, order = colors.sort(dim=1)
     ranks = order.argsort(dim=1)  # (B, K, 3): rank of each cluster's color, per channel
     pixels = labels.reshape(batch, height * width, 1).expand(-1, -1, 3)
     levels = ranks.gather(1, pixels).transpose(1, 2).reshape(batch, 3, height, width)
-    median = median_of_levels(levels, second, method)
+    # the ranks of at most k_max colors: levels 0 .. k_max - 1
+    bounds = (top["second_median_kernel"], top["k"] - 1) if maxima is not None else None
+    median = median_of_levels(levels, second, method, bounds=bounds)
     median = median.reshape(batch, 3, height * width).transpose(1, 2)
     smooth = values.gather(1, median).transpose(1, 2).reshape(batch, 3, height, width)
     return smooth.to(images.dtype)

@@ -8,13 +8,15 @@ Ranges are given at ``reference_size`` (128 px, the paper's) and scaled to the w
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
-from pirec_lightning.preprocess._checks import check_images
+from pirec_lightning.preprocess._checks import check_images, constant
 from pirec_lightning.preprocess.color import color_domain
 from pirec_lightning.preprocess.drawn import augment_drawn_edges
 from pirec_lightning.preprocess.edges import canny_edges
@@ -25,7 +27,9 @@ __all__ = [
     "STAGES",
     "ConfusionConfig",
     "Preprocessor",
+    "draw_maxima",
     "evaluation_confusion",
+    "fork_seeds",
     "sample_confusion",
     "scale_kernel",
 ]
@@ -222,7 +226,7 @@ def sample_confusion(
     lo, hi = config.canny_sigma
     sigma = lo + (hi - lo) * torch.rand(shape, generator=generator, device=device)
     first = torch.arange(config.median_kernel[0], config.median_kernel[1] + 1, 2, device=device)
-    second = torch.tensor(config.second_median_kernel, device=device)
+    second = constant(tuple(config.second_median_kernel), torch.int64, torch.device(device))
     pick_first = torch.randint(len(first), shape, generator=generator, device=device)
     k = torch.randint(config.k[0], config.k[1] + 1, shape, generator=generator, device=device)
     pick_second = torch.randint(len(second), shape, generator=generator, device=device)
@@ -247,19 +251,58 @@ def evaluation_confusion(
     tensor([51, 51])
     """
     scale = _scale(config, image_size)
-    kernels = scale_kernel(
-        torch.tensor([config.val_median_kernel, config.val_second_median_kernel]), scale
-    )
 
     def full(value, dtype=torch.int64) -> Tensor:
         return torch.full((batch_size,), value, dtype=dtype, device=device)
 
     return {
         "canny_sigma": full(config.val_canny_sigma * scale, torch.float32),
-        "median_kernel": full(int(kernels[0])),
+        "median_kernel": full(_scaled_odd(config.val_median_kernel, scale)),
         "k": full(config.val_k),
-        "second_median_kernel": full(int(kernels[1])),
+        "second_median_kernel": full(_scaled_odd(config.val_second_median_kernel, scale)),
     }
+
+
+def _scaled_odd(kernel: int, scale: float) -> int:
+    """:func:`scale_kernel` of one int, in Python floats (float64 both): nothing on a device."""
+    return max(1, 2 * math.floor(kernel * scale / 2) + 1)
+
+
+def draw_maxima(config: ConfusionConfig, image_size: int, drawn: bool) -> dict[str, int]:
+    """The largest ``median_kernel``, ``k`` and ``second_median_kernel`` that
+    :func:`sample_confusion` (``drawn``) or :func:`evaluation_confusion` can give.
+
+    >>> draw_maxima(ConfusionConfig(), 64, drawn=True)
+    {'median_kernel': 17, 'k': 5, 'second_median_kernel': 3}
+    """
+    scale = _scale(config, image_size)
+    if drawn:
+        kernels = [config.median_kernel[1], max(config.second_median_kernel)]
+        k = config.k[1]
+    else:
+        kernels = [config.val_median_kernel, config.val_second_median_kernel]
+        k = config.val_k
+    first, second = (_scaled_odd(v, scale) for v in kernels)
+    return {"median_kernel": first, "k": k, "second_median_kernel": second}
+
+
+def fork_seeds(generator: torch.Generator, count: int) -> list[int]:
+    """``count`` seeds in [0, 2**62) derived from ``generator``'s state, which then moves on.
+
+    The state of a CPU generator, and a CUDA generator's Philox seed and offset, live in host
+    memory: hashing them waits for nothing on the device (drawing the seeds there and reading
+    them back would). The generator then advances by one draw on its own device, unread, so the
+    next call gets other seeds; the same state always gives the same seeds.
+
+    >>> a, b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    >>> fork_seeds(a, 2) == fork_seeds(b, 2) != fork_seeds(a, 2)
+    True
+    """
+    state = generator.get_state().numpy().tobytes()
+    digest = hashlib.blake2b(state, digest_size=8 * count).digest()
+    seeds = [int.from_bytes(digest[8 * i : 8 * i + 8], "little") >> 2 for i in range(count)]
+    torch.randint(2**62, (count,), generator=generator, device=generator.device)
+    return seeds
 
 
 def _fixed_params(
@@ -374,13 +417,12 @@ class Preprocessor(nn.Module):
         device = images.device
         generator = generator if generator is not None else self.generator(device)
         # Fork one generator per output (fixed order) so each output is the same whichever others
-        # were requested; the draw of the seeds is the only random call on ``generator``.
-        seeds = torch.randint(
-            2**62, (len(OUTPUTS) + 1,), generator=generator, device=generator.device
-        )
+        # were requested; the seeds come from ``generator``'s state, which then moves on by one
+        # draw (the only random call on it).
+        seeds = fork_seeds(generator, len(OUTPUTS) + 1)
         forks = {
-            name: torch.Generator(device=device).manual_seed(int(s))
-            for name, s in zip(("params", *OUTPUTS), seeds.tolist())
+            name: torch.Generator(device=device).manual_seed(s)
+            for name, s in zip(("params", *OUTPUTS), seeds)
         }
 
         config = self.confusion
@@ -389,7 +431,13 @@ class Preprocessor(nn.Module):
             drawn = sample_confusion(batch, config, size, generator=forks["params"], device=device)
         else:
             drawn = evaluation_confusion(batch, config, size, device=device)
-        params = {**drawn, **_fixed_params(params or {}, drawn)}
+        fixed = _fixed_params(params or {}, drawn)
+        params = {**drawn, **fixed}
+        # the drawn values lie in known ranges: nothing is read back to check them or to size
+        # the work (fixed values are checked)
+        trusted = {}
+        if self.backend == "engine" and not fixed:
+            trusted["maxima"] = draw_maxima(config, size, training and self.enabled)
 
         canny, make_color_domain = _ops(self.backend)
         result = {"image": images}
@@ -427,6 +475,7 @@ class Preprocessor(nn.Module):
                 params["k"],
                 params["second_median_kernel"],
                 generator=forks["color_domain"],
+                **trusted,
             )
         return result
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pirec_lightning.preprocess._checks import check_images, exact_matmul
+from pirec_lightning.preprocess._checks import check_images, constant, exact_matmul
 
 __all__ = ["CannyEdges", "canny_edges"]
 
@@ -100,10 +100,10 @@ def _gradients(smoothed: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _neighbour_offsets(width: int, device: torch.device) -> Tensor:
-    """Flat-index offsets of the 8 neighbours, row by row: (-1,-1) (-1,0) (-1,1) (0,-1) (0,1) ..."""
-    return torch.tensor(
-        [-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1], device=device
-    )
+    """Flat-index offsets of the 8 neighbours, row by row: (-1,-1) (-1,0) (-1,1) (0,-1) (0,1) ...
+    (made on ``device`` once per width)."""
+    offsets = (-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1)
+    return constant(offsets, torch.int64, device)
 
 
 def _nonmaximum_suppression(

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pirec_lightning.preprocess._checks import constant
+
 __all__ = ["EdgeDropout", "FreeFormMask", "edge_dropout", "free_form_masks"]
 
 # Stroke shape, relative to min(H, W) (DeepFill v2 uses widths 12-40 and steps up to ~60 at 256 px).
@@ -54,7 +56,7 @@ def _stroke_fields(batch: int, height: int, width: int, generator, device) -> Te
     shape = (batch, MAX_STROKES)
     steps = VERTICES[1] - 1
     start = torch.rand(*shape, 2, generator=generator, device=device)
-    start = start * torch.tensor([width - 1.0, height - 1.0], device=device)
+    start = start * constant((width - 1.0, height - 1.0), start.dtype, torch.device(device))
     heading = _uniform(shape, 0.0, 2 * math.pi, generator, device)
     turns = _uniform((*shape, steps), -MAX_TURN, MAX_TURN, generator, device)
     length = _uniform((*shape, steps), *STEP_LENGTH, generator, device) * size

@@ -69,12 +69,25 @@ def median_blur(images: Tensor, kernel_size: int | Tensor, method: str = "auto")
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_images(images)
     kernel = per_sample(kernel_size, images.shape[0], name="kernel_size", odd=True)
-    levels = quantize(images)
-    blurred = median_of_levels(levels, kernel, method)
-    # A table of level / 255 made on the CPU: CUDA divides by a scalar through its reciprocal,
-    # which would put some values one ulp off the CPU's (and off the 8-bit grid).
-    table = torch.arange(256, dtype=images.dtype).div_(255).to(images.device)
-    return table[blurred.long()]
+    return blur_levels(images, kernel, method)
+
+
+def blur_levels(
+    images: Tensor, kernel: Tensor, method: str = "auto", largest: int | None = None
+) -> Tensor:
+    """:func:`median_blur` of checked inputs: ``kernel`` a (B,) int64 tensor of odd sizes, all
+    <= ``largest`` when given (see :func:`median_of_levels`)."""
+    bounds = None if largest is None else (largest, 255)
+    blurred = median_of_levels(quantize(images), kernel, method, bounds=bounds)
+    return _level_table(images.dtype, images.device)[blurred.long()]
+
+
+@cache
+def _level_table(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """level / 255 for the 256 levels, made on the CPU (CUDA divides by a scalar through its
+    reciprocal, which would put some values one ulp off the CPU's and off the 8-bit grid) and
+    copied to ``device`` once (each copy from the host would wait for the stream)."""
+    return torch.arange(256, dtype=dtype).div_(255).to(device)
 
 
 class MedianBlur(nn.Module):
@@ -115,11 +128,19 @@ def quantize(images: Tensor) -> Tensor:
     return (images * 255).round_().clamp_(0, 255).to(torch.int16)
 
 
-def median_of_levels(levels: Tensor, kernel: Tensor, method: str = "auto") -> Tensor:
+def median_of_levels(
+    levels: Tensor,
+    kernel: Tensor,
+    method: str = "auto",
+    *,
+    bounds: tuple[int, int] | None = None,
+) -> Tensor:
     """Exact median of integer levels in [0, 255] with per-sample odd ``kernel`` sizes.
 
     ``method`` as in :func:`median_blur`: ``"auto"`` runs OpenCV on the CPU (when installed)
-    and the batched histogram method elsewhere.
+    and the batched histogram method elsewhere. ``bounds`` ``(largest kernel, top level)``,
+    when the caller knows them (kernels <= the first, levels in [0, top]), spare the histogram
+    method its reads of the kernels' and levels' extremes (same result, no host sync).
 
     Returns:
         (B, C, H, W) int64 on the levels' device.
@@ -134,10 +155,15 @@ def median_of_levels(levels: Tensor, kernel: Tensor, method: str = "auto") -> Te
         from pirec_lightning.preprocess.median_radix import median_levels_radix
 
         return median_levels_radix(levels, kernel.to(levels.device) // 2)
-    return median_levels(levels, kernel.to(levels.device) // 2)
+    radius = kernel.to(levels.device) // 2
+    if bounds is None:
+        return median_levels(levels, radius)
+    return median_levels(levels, radius, max_radius=bounds[0] // 2, top=bounds[1])
 
 
-def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
+def median_levels(
+    levels: Tensor, radius: Tensor, *, max_radius: int | None = None, top: int | None = None
+) -> Tensor:
     """Exact median filter of integer levels, batched, with a per-sample window radius.
 
     Cost per pixel and level is O(H + W) whatever the radius, and only the levels between the
@@ -147,6 +173,10 @@ def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
     Args:
         levels: (B, C, H, W) integer tensor with values in [0, 32767].
         radius: (B,) int64 tensor >= 0 on the same device; the window is 2 * radius + 1 wide.
+        max_radius: the largest radius, when known (else read from ``radius``).
+        top: the highest possible level, when known: the thresholds then run over
+            ``0 .. top`` instead of the levels' own minimum .. maximum (read from the device);
+            the result is the same.
 
     Returns:
         (B, C, H, W) int64, the median level of each window, borders replicated.
@@ -159,10 +189,14 @@ def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
                 [0, 7, 7, 7]])
     """
     batch, channels, height, width = levels.shape
-    if levels.numel() == 0 or not bool((radius > 0).any()):
+    if max_radius is None:
+        max_radius = int(radius.max()) if len(radius) else 0
+    if levels.numel() == 0 or max_radius == 0:
         return levels.long()
-    low, high = (int(v) for v in torch.aminmax(levels))
-    rows, down, across, half, dtype = _box_operands(levels, radius)
+    # below ``low`` every window count is 0 < half, so extra thresholds there add exactly
+    # ``low``; above ``high`` none adds: any range around the levels gives the same median
+    low, high = (0, top) if top is not None else (int(v) for v in torch.aminmax(levels))
+    rows, down, across, half, dtype = _box_operands(levels, radius, max_radius)
     half = half.view(batch, 1, 1, 1, 1)
     median = torch.full_like(rows, low, dtype=torch.int32)
     step = max(1, _CHUNK_ELEMENTS // rows.numel())
@@ -180,7 +214,7 @@ def median_levels(levels: Tensor, radius: Tensor) -> Tensor:
 
 
 def _box_operands(
-    levels: Tensor, radius: Tensor
+    levels: Tensor, radius: Tensor, max_radius: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, torch.dtype]:
     """What both exact median methods box-filter with: ``rows`` (B, H, C, W), the levels rows
     first so that both box sums are plain batched matrix products; ``down`` (B, H, H), summing
@@ -188,7 +222,7 @@ def _box_operands(
     median is reached; and the ``dtype`` the counts are exact in (float16 on CUDA when the
     largest window fits)."""
     _, _, height, width = levels.shape
-    largest = 2 * int(radius.max()) + 1
+    largest = 2 * (int(radius.max()) if max_radius is None else max_radius) + 1
     on_gpu = levels.device.type == "cuda"
     dtype = torch.float16 if on_gpu and largest**2 <= _FLOAT16_EXACT else torch.float32
     rows = levels.permute(0, 2, 1, 3).contiguous()
