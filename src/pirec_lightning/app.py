@@ -163,6 +163,14 @@ def build_app(
             first = gr.Image(label="First stage", elem_id="first-stage", **result)
             refined = gr.Image(label="Refined", elem_id="refined", **result)
         with gr.Row():
+            lines = gr.Radio(
+                ["drawn", "canny"],
+                value="drawn",
+                label="Lines",
+                info="drawn: brush strokes, thinned to 1-pixel lines before the model; "
+                "canny: 1-pixel edges used as they are (set when edges are extracted from a photo)",
+                elem_id="edge-style",
+            )
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             refine = gr.Button("Refine", elem_id="refine", interactive=handlers.stages != 1)
         with gr.Accordion("Extract edges and colors from a photo", open=False):
@@ -199,14 +207,14 @@ def build_app(
         model_queue = {"concurrency_limit": 1, "concurrency_id": "model"}
         generate.click(
             _in_page(gr, handlers.generate),
-            [edge, color],
+            [edge, color, lines],
             first,
             api_name="generate",
             **model_queue,
         )
         refine.click(
             _in_page(gr, handlers.refine),
-            [edge, color],
+            [edge, color, lines],
             [first, refined],
             api_name="refine",
             **model_queue,
@@ -215,14 +223,14 @@ def build_app(
 
         def live_extract(path: str | None, sigma_value: float, k_value: float) -> Any:
             if path is None:  # a cleared photo leaves the canvases as they are
-                return gr.skip(), gr.skip()
-            return extract(path, sigma_value, k_value)
+                return gr.skip(), gr.skip(), gr.skip()
+            return (*extract(path, sigma_value, k_value), "canny")  # Canny edges: not thinned
 
         gr.on(
             [photo.change, sigma.change, k.change],
             live_extract,
             [photo, sigma, k],
-            [edge, color],
+            [edge, color, lines],
             trigger_mode="always_last",
             api_name="extract",
             **model_queue,

@@ -231,7 +231,7 @@ def evaluate(
         if edges != "canny":
             from pirec_lightning.data.drawn_set import drawn_edges_for
 
-            edge = drawn_edges_for(batch, color, "drawn" if edges == "drawn" else "canny")
+            edge = drawn_edges_for(batch, "drawn" if edges == "drawn" else "canny", seed=seed + i)
         final, first = reconstructor.reconstruct_tensors(edge, color)
         outputs = {"color_domain": color.float(), "first_stage": first, "refined": final}
         for stage in stages:

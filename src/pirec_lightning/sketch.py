@@ -232,14 +232,21 @@ class SketchHandlers:
             flatten_canvas(color, COLOR_BACKGROUND, self.size),
         )
 
-    def generate(self, edge: Any, color: Any) -> Image.Image:
-        """The first stage's image (PIL, canvas size) from the two canvas values."""
+    def generate(self, edge: Any, color: Any, edge_style: str = "drawn") -> Image.Image:
+        """The first stage's image (PIL, canvas size) from the two canvas values; ``edge_style``
+        as :meth:`~pirec_lightning.inference.Reconstructor.reconstruct` (``drawn``: brush
+        strokes are thinned to 1-pixel lines first, ``canny``: the lines are used as they are)."""
         model = self._model()
         edge_image, color_image = self._inputs(edge, color)
-        return model.reconstruct(edge_image, color_image, refine=False, output_type="pil")[0]
+        return model.reconstruct(
+            edge_image, color_image, refine=False, output_type="pil", edge_style=edge_style
+        )[0]
 
-    def refine(self, edge: Any, color: Any) -> tuple[Image.Image, Image.Image]:
-        """``(first stage, refined)`` images (PIL, canvas size) from the two canvas values."""
+    def refine(
+        self, edge: Any, color: Any, edge_style: str = "drawn"
+    ) -> tuple[Image.Image, Image.Image]:
+        """``(first stage, refined)`` images (PIL, canvas size) from the two canvas values;
+        ``edge_style`` as in :meth:`generate`."""
         model = self._model()
         if self.stages < 2:
             raise AppError(
@@ -248,7 +255,12 @@ class SketchHandlers:
             )
         edge_image, color_image = self._inputs(edge, color)
         final, first = model.reconstruct(
-            edge_image, color_image, refine=True, return_preliminary=True, output_type="pil"
+            edge_image,
+            color_image,
+            refine=True,
+            return_preliminary=True,
+            output_type="pil",
+            edge_style=edge_style,
         )
         return first[0], final[0]
 

@@ -43,10 +43,32 @@ def test_generate_gives_the_first_stage_at_the_canvas_size(
         Image.open(color).resize((SIZE, SIZE), Image.Resampling.BOX),
         refine=False,
         output_type="pil",
+        edge_style="drawn",  # the canvas default: brush strokes are thinned
     )[0]
     assert np.abs(np.asarray(image, float) - np.asarray(expected, float)).max() <= 1
     other = handlers.generate(edge, canvas_value(np.zeros((SIZE, SIZE, 3), np.uint8)))
     assert np.asarray(other).tolist() != np.asarray(image).tolist()  # the colors matter
+
+
+def test_drawn_strokes_are_thinned_canny_lines_are_not(reconstructor) -> None:
+    """The Lines choice: ``drawn`` (the default) gives what the model gives for the strokes'
+    1-pixel centre lines, ``canny`` uses the strokes as they are."""
+    import torch
+
+    from pirec_lightning.preprocess.drawn import thin_edges
+
+    strokes = np.zeros((SIZE, SIZE, 3), np.uint8)
+    strokes[8:13, 4:28] = 255  # a 5-pixel brush stroke
+    strokes[4:28, 20:24] = 255
+    thinned = thin_edges(torch.from_numpy(strokes[..., :1] > 0).float().permute(2, 0, 1)[None])
+    thinned = (thinned[0, 0].numpy()[..., None].repeat(3, -1) * 255).astype(np.uint8)
+    color = canvas_value(np.full((SIZE, SIZE, 3), (200, 60, 40), np.uint8))
+    handlers = SketchHandlers(reconstructor)
+    drawn = np.asarray(handlers.generate(canvas_value(strokes), color))
+    as_thinned = np.asarray(handlers.generate(canvas_value(thinned), color, "canny"))
+    as_is = np.asarray(handlers.generate(canvas_value(strokes), color, "canny"))
+    assert drawn.tolist() == as_thinned.tolist()
+    assert drawn.tolist() != as_is.tolist()
 
 
 def test_refine_gives_both_stages(reconstructor, examples_dir: Path) -> None:

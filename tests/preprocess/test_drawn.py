@@ -125,7 +125,9 @@ def test_preprocessor_restyles_training_edges_only() -> None:
     images = torch.rand(6, 3, 32, 32)
     plain = Preprocessor(32, {"edge_dropout": 0.0}, seed=3)
     drawn = Preprocessor(
-        32, {"edge_dropout": 0.0, "drawn_edges": 1.0, "edge_thinning": 0.0}, seed=3
+        32,
+        {"edge_dropout": 0.0, "drawn_edges": 1.0, "edge_thinning": 0.0, "drawn_outlines": 0.0},
+        seed=3,
     )
     fit_plain = plain(images, "fit", ("edge",))["edge"]
     fit_drawn = drawn(images, "fit", ("edge",))["edge"]
@@ -137,6 +139,32 @@ def test_preprocessor_restyles_training_edges_only() -> None:
         ConfusionConfig(drawn_edges=1.5)
     with pytest.raises(ValueError, match="edge_dilation"):
         ConfusionConfig(edge_dilation=(2, 1))
+
+
+def _bands() -> torch.Tensor:
+    """(2, 3, 32, 32): white | yellow | white | a 3-px black stroke | white, vertical bands."""
+    image = torch.ones(2, 3, 32, 32)
+    image[:, 2, :, 8:16] = 0  # yellow
+    image[:, :, :, 22:25] = 0  # black stroke
+    return image
+
+
+def test_outline_restyling_traces_the_picture() -> None:
+    """drawn_outlines = 1 replaces Canny by the picture's outlines: one line per colour
+    boundary and the stroke's centre line, as drawn_lines of the picture itself."""
+    images = _bands()
+    canny = Preprocessor(32, {"edge_dropout": 0.0}, seed=0)(images, "fit", ("edge",))["edge"]
+    traced = augment_drawn_edges(
+        canny, images, probability=1.0, dilation=(0, 0), thinning=0.0, outlines=1.0
+    )
+    expected = drawn_lines(images, stroke_radius=0, regions=images)
+    torch.testing.assert_close(traced, expected)
+    assert not torch.equal(traced, canny)
+    columns = set(traced[0, 0, 16].nonzero().flatten().tolist())  # a row away from the borders
+    assert {7, 15, 23} <= columns  # the yellow band's two sides, the stroke's centre line
+    assert not columns & set(range(9, 15))  # nothing inside the flat band
+    kept = augment_drawn_edges(canny, images, probability=1.0, dilation=(0, 0), thinning=0.0)
+    assert bool((kept >= canny).all())  # outlines = 0: Canny kept, contours added
 
 
 def test_prepare_edges_styles() -> None:

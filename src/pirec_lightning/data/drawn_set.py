@@ -1,11 +1,13 @@
 """A synthetic "drawn lines" evaluation set, made from any images.
 
-People draw one line per outline, with a brush a few pixels wide, along the dark contours of the
-picture; Canny gives 1-pixel lines on both sides of every dark stroke and on every colour
-boundary. :func:`drawn_set_inputs` turns images into what a person's sketch would give the model:
-the :func:`~pirec_lightning.preprocess.drawn.drawn_lines` of the image (dark contours plus the
-boundaries of its colour domain, 3-pixel strokes by default) and the colour domain at the
-validation settings. :func:`write_drawn_set` stores a set as PI-REC's file pairs
+People draw one line per outline, with a brush a few pixels wide, tracing the picture: its dark
+strokes and the outlines of its colour regions; Canny gives 1-pixel lines on both sides of every
+dark stroke and on every colour boundary. :func:`drawn_set_inputs` turns images into what a
+person's sketch would give the model: the :func:`~pirec_lightning.preprocess.drawn.drawn_lines`
+of the image (its dark contours plus the boundaries of its own colour regions,
+:func:`~pirec_lightning.preprocess.drawn.picture_regions`, in 3-pixel strokes by default) and the
+colour domain at the validation settings. The lines trace the picture, not the colour domain: a
+person draws what they see, and the colour domain's wide medians move and merge its boundaries. :func:`write_drawn_set` stores a set as PI-REC's file pairs
 (``N_e.png`` white lines on black, ``N_c.png`` colour domain) next to the ground truth ``N.png``,
 the layout ``pirec reconstruct`` reads.
 """
@@ -20,7 +22,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor
-from pirec_lightning.preprocess.drawn import drawn_lines, prepare_edges
+from pirec_lightning.preprocess.drawn import drawn_lines, picture_regions, prepare_edges
 
 __all__ = ["drawn_edges_for", "drawn_set_inputs", "write_drawn_set"]
 
@@ -41,7 +43,7 @@ def drawn_set_inputs(
         stroke_radius: brush radius in pixels (strokes are ``2 r + 1`` wide).
         threshold: grey level below which a pixel is ink.
         confusion: the colour domain's settings (its ``val_*`` values are used).
-        seed: seed of the colour domain's K-means draws.
+        seed: seed of the K-means draws (colour domain and the picture's regions).
 
     Returns:
         ``image`` (the input), ``edge`` (B, 1, S, S) in {0, 1} and ``color_domain``
@@ -55,25 +57,31 @@ def drawn_set_inputs(
     preprocessor = Preprocessor(size, confusion, enabled=False, seed=seed)
     generator = torch.Generator(device=images.device).manual_seed(seed)
     made = preprocessor(images, "test", ("color_domain",), generator=generator)
-    edge = drawn_lines(
-        images, stroke_radius=stroke_radius, threshold=threshold, regions=made["color_domain"]
-    )
+    edge = _traced(images, stroke_radius, threshold, generator)
     return {"image": images, "edge": edge, "color_domain": made["color_domain"]}
 
 
-def drawn_edges_for(images: Tensor, color_domain: Tensor, edge_style: str = "drawn") -> Tensor:
-    """The synthetic drawn-lines edge map of ``images`` (3-pixel strokes along the dark contours
-    and the boundaries of ``color_domain``) as the model gets it with ``edge_style``.
+def _traced(
+    images: Tensor, stroke_radius: int, threshold: float, generator: torch.Generator
+) -> Tensor:
+    regions = picture_regions(images, generator=generator)
+    return drawn_lines(images, stroke_radius=stroke_radius, threshold=threshold, regions=regions)
+
+
+def drawn_edges_for(images: Tensor, edge_style: str = "drawn", seed: int = 0) -> Tensor:
+    """The synthetic drawn-lines edge map of ``images`` (3-pixel strokes along their dark
+    contours and the outlines of their colour regions) as the model gets it with ``edge_style``.
 
     Args:
         images: (B, 3, S, S) in [0, 1].
-        color_domain: (B, 3, S, S) in [0, 1], the images' colour domain.
         edge_style: ``drawn`` thins the strokes to 1 pixel; ``canny`` leaves them as drawn.
+        seed: seed of the K-means draws of the picture's regions.
 
     Returns:
         (B, 1, S, S) in {0, 1}.
     """
-    return prepare_edges(drawn_lines(images, regions=color_domain), edge_style)
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    return prepare_edges(_traced(images, 1, 0.25, generator), edge_style)
 
 
 def write_drawn_set(

@@ -85,6 +85,9 @@ class ConfusionConfig:
             (not scaled: a 1-pixel line becomes 2r + 1 pixels wide).
         edge_thinning: probability that a restyled sample is thinned back to 1-pixel lines.
         dark_contours: probability that a restyled sample gets the image's dark-contour lines.
+        drawn_outlines: probability that a restyled sample's Canny edges are replaced by the
+            picture's outlines as a person traces them (one line per outline; see
+            :func:`~pirec_lightning.preprocess.drawn.augment_drawn_edges`).
         dark_threshold: grey level below which a pixel counts as dark (ink).
 
     >>> ConfusionConfig().median_kernel
@@ -107,6 +110,7 @@ class ConfusionConfig:
     edge_thinning: float = 0.5
     dark_contours: float = 0.5
     dark_threshold: float = 0.25
+    drawn_outlines: float = 0.5
 
     def __post_init__(self) -> None:
         # Hydra hands lists (ListConfig); store tuples so the config stays hashable and comparable.
@@ -139,7 +143,13 @@ class ConfusionConfig:
             raise ValueError(
                 f"mask_coverage must satisfy 0 <= lo <= hi <= 1, got {self.mask_coverage}"
             )
-        for name in ("drawn_edges", "edge_thinning", "dark_contours", "dark_threshold"):
+        for name in (
+            "drawn_edges",
+            "edge_thinning",
+            "dark_contours",
+            "dark_threshold",
+            "drawn_outlines",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.edge_dilation[0] < 0 or any(int(v) != v for v in self.edge_dilation):
@@ -444,6 +454,7 @@ class Preprocessor(nn.Module):
                         thinning=config.edge_thinning,
                         contours=config.dark_contours,
                         threshold=config.dark_threshold,
+                        outlines=config.drawn_outlines,
                         generator=forks["edge"],
                     )
             result["edge"] = edge

@@ -12,6 +12,8 @@ gives the ops that bridge the two:
 - :func:`dark_contours`: one line along each dark stroke of the image (its centre line) and
   around each dark blob;
 - :func:`augment_drawn_edges`: the training-time restyling under the confusion config;
+- :func:`picture_regions`: the picture's own flat colour regions, whose boundaries are the
+  outlines a person traces;
 - :func:`drawn_lines`: a synthetic "drawn lines" edge map for evaluation sets;
 - :func:`prepare_edges`: what inference does with an edge map of a given ``edge_style``.
 """
@@ -32,6 +34,7 @@ __all__ = [
     "dilate_edges",
     "disk",
     "drawn_lines",
+    "picture_regions",
     "prepare_edges",
     "thin_edges",
 ]
@@ -179,6 +182,32 @@ def _region_boundaries(regions: Tensor) -> Tensor:
     return out
 
 
+def picture_regions(
+    images: Tensor,
+    k: int | Tensor = 8,
+    median_kernel: int = 3,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The picture's own flat colour regions: a light median (noise, anti-aliasing) and its
+    colours quantized to ``k`` by K-means, with no second median. Their boundaries are the
+    outlines of the picture itself, what a person tracing it draws; the colour domain's
+    boundaries are not (its wide medians move and merge them).
+
+    Args:
+        images: (B, 3, H, W) in [0, 1].
+        k: number of colours, an int or a (B,) integer tensor.
+        median_kernel: odd median kernel before the quantization.
+        generator: random source of the K-means draws, on the images' device.
+
+    Returns:
+        (B, 3, H, W) in [0, 1], piecewise constant.
+    """
+    from pirec_lightning.preprocess.color import color_domain  # color imports nothing of ours
+
+    return color_domain(images, median_kernel, k, 1, generator=generator)
+
+
 def drawn_lines(
     images: Tensor,
     *,
@@ -223,21 +252,27 @@ def augment_drawn_edges(
     thinning: float = 0.5,
     contours: float = 0.5,
     threshold: float = 0.25,
+    outlines: float = 0.0,
+    outline_k: tuple[int, int] = (4, 8),
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Restyle a fraction of a batch's edge maps as drawn lines (training only).
 
-    Each sample is restyled with probability ``probability``; a restyled sample gets the image's
-    :func:`dark_contours` added with probability ``contours``, its strokes widened by a radius
-    drawn uniformly from ``dilation`` (inclusive), then thinned back to 1 pixel with probability
-    ``thinning`` (what ``edge_style="drawn"`` does at inference).
+    Each sample is restyled with probability ``probability``. A restyled sample's Canny edges are
+    replaced, with probability ``outlines``, by the picture's outlines as a person traces them
+    (:func:`drawn_lines` of its :func:`picture_regions` with K drawn from ``outline_k``: one line
+    per outline, dark strokes by their centre line); otherwise it keeps its Canny edges and gets
+    the image's :func:`dark_contours` added with probability ``contours``. Its strokes are then
+    widened by a radius drawn uniformly from ``dilation`` (inclusive) and thinned back to 1 pixel
+    with probability ``thinning`` (what ``edge_style="drawn"`` does at inference).
 
     Args:
         edges: (B, 1, H, W) in {0, 1} (Canny).
         images: (B, 3, H, W) in [0, 1], the images the edges come from.
-        probability, thinning, contours: per-sample probabilities in [0, 1].
+        probability, thinning, contours, outlines: per-sample probabilities in [0, 1].
         dilation: (lo, hi) stroke radius in pixels at the working size, 0 <= lo <= hi.
         threshold: grey level below which a pixel is dark.
+        outline_k: (lo, hi) colours of the picture's regions for ``outlines``, inclusive.
         generator: random source on the edges' device.
 
     Returns:
@@ -245,7 +280,7 @@ def augment_drawn_edges(
     """
     _check_edges(edges)
     batch, device = len(edges), edges.device
-    draws = torch.rand((3, batch), generator=generator, device=device)
+    draws = torch.rand((4, batch), generator=generator, device=device)
     radius = torch.randint(
         int(dilation[0]), int(dilation[1]) + 1, (batch,), generator=generator, device=device
     )
@@ -255,11 +290,25 @@ def augment_drawn_edges(
     out = edges.clone()
     picked = restyled.nonzero().flatten()
     lines = edges[picked]
-    add = (draws[1][picked] < contours).view(-1, 1, 1, 1)
+    replace = draws[3][picked] < outlines
+    add = ((draws[1][picked] < contours) & ~replace).view(-1, 1, 1, 1)
     if add.any():
         lines = torch.where(
             add, torch.maximum(lines, dark_contours(images[picked], threshold)), lines
         )
+    if replace.any():
+        traced = picked[replace]
+        k = torch.randint(
+            int(outline_k[0]),
+            int(outline_k[1]) + 1,
+            (len(traced),),
+            generator=generator,
+            device=device,
+        )
+        regions = picture_regions(images[traced], k, generator=generator)
+        lines[replace] = drawn_lines(
+            images[traced], stroke_radius=0, threshold=threshold, regions=regions
+        ).to(lines.dtype)
     lines = dilate_edges(lines, radius[picked])
     thin = (draws[2][picked] < thinning).view(-1, 1, 1, 1)
     if thin.any():
