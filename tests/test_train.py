@@ -97,6 +97,24 @@ def test_validate_config_in_process(make_cfg):
         train(cfg)
 
 
+def test_a_phase_sets_its_own_loss_weights_and_model_options(make_cfg):
+    """phase.module.loss / phase.module.model override the run's loss and model for that phase."""
+    from pirec_lightning.train import build_phase
+
+    cfg = make_cfg(
+        "phase=imitation",
+        "debug=tiny",
+        "+phase.module.loss.adversarial=0.0",
+        "+phase.module.model.optimizer.lr=3.0e-5",
+    )
+    module = build_phase(cfg)
+    assert module.hparams["loss"]["adversarial"] == 0.0
+    assert module.hparams["model"]["optimizer"]["lr"] == 3.0e-5
+    assert cfg.loss.adversarial != 0.0  # the run's own config is left as it is
+    plain = build_phase(make_cfg("phase=imitation", "debug=tiny"))
+    assert plain.hparams["loss"]["adversarial"] == cfg.loss.adversarial
+
+
 def test_short_overfit_reduces_l1(make_cfg, tmp_path):
     cfg = make_cfg(
         "phase=imitation",

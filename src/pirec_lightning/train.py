@@ -59,10 +59,14 @@ def build_phase(cfg: DictConfig, **overrides: Any) -> PhaseModule:
     phase_class = get_class(options.pop("_target_"))
     if cfg.get("max_bad_steps") is not None:
         options["max_bad_steps"] = int(cfg.max_bad_steps)
-    # plain dicts, so the module saves them as hyperparameters and rebuilds from a checkpoint
-    return phase_class(
-        model=_container(cfg.model), loss=_container(cfg.loss), **options, **overrides
+    # a phase may set its own loss weights or model options (phase.module.loss / .model, e.g.
+    # the refinement's in phase=all) over the run's; plain dicts, so the module saves them as
+    # hyperparameters and rebuilds from a checkpoint
+    model, loss = (
+        _container(OmegaConf.merge(cfg[key], options.pop(key, None) or {}))
+        for key in ("model", "loss")
     )
+    return phase_class(model=model, loss=loss, **options, **overrides)
 
 
 def build_callbacks(cfg: DictConfig, steps_per_batch: int) -> list[pl.Callback]:
