@@ -1,4 +1,4 @@
-"""experiment=gpu_quick composes to the recipe it promises and runs its phases on the CPU."""
+"""The experiments compose to the recipes they promise; gpu_quick runs its phases on the CPU."""
 
 from __future__ import annotations
 
@@ -44,3 +44,29 @@ def test_gpu_quick_trains_all_phases_with_cpu_overrides(make_cfg, tmp_path):
     metrics, objects = train(cfg)
     assert {"imitation/val/psnr", "generating/val/psnr", "refinement/val/psnr"} <= set(metrics)
     assert (tmp_path / "run" / "refinement" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_quickstart_refines_without_the_adversarial_term(make_cfg, tmp_path):
+    """experiment=quickstart (make train): only the refinement stage drops the adversarial
+    term, and its module is built with it; quickstart_drawing adds the drawn-lines restyling."""
+    from pathlib import Path
+
+    from pirec_lightning.train import build_phase, stage_config
+
+    cfg = make_cfg("experiment=quickstart")
+    validate_config(cfg)
+    assert cfg.loss.adversarial > 0
+    stages = {name: stage_config(cfg, name, Path(tmp_path)) for name in cfg.phase.stages}
+    built = {
+        name: build_phase(stage).hparams["loss"]["adversarial"] for name, stage in stages.items()
+    }
+    assert built == {
+        "imitation": cfg.loss.adversarial,
+        "generating": cfg.loss.adversarial,
+        "refinement": 0.0,
+    }
+    drawing = make_cfg("experiment=quickstart_drawing")
+    validate_config(drawing)
+    assert drawing.data.confusion.drawn_edges == 0.5
+    assert drawing.phase.stages.refinement.module.loss.adversarial == 0.0
+    assert drawing.data.image_size == cfg.data.image_size == 64
