@@ -165,10 +165,11 @@ def build_app(
         with gr.Row():
             lines = gr.Radio(
                 ["drawn", "canny"],
-                value="drawn",
+                value=handlers.edge_style,
                 label="Lines",
-                info="drawn: brush strokes, thinned to 1-pixel lines before the model; "
-                "canny: 1-pixel edges used as they are (set when edges are extracted from a photo)",
+                info="drawn: brush strokes thinned to 1-pixel lines before the model (for a model "
+                "trained on Canny edges); canny: lines used as they are (a model trained with "
+                "drawn lines; set when edges are extracted from a photo)",
                 elem_id="edge-style",
             )
             generate = gr.Button("Generate", variant="primary", elem_id="generate")

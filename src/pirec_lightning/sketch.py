@@ -189,6 +189,14 @@ class SketchHandlers:
         """1 or 2; 0 without a model."""
         return 0 if self.reconstructor is None else int(self.reconstructor.stages)
 
+    @property
+    def edge_style(self) -> str:
+        """How brush strokes are read by default: ``canny`` (as they are) for a model trained
+        with drawn-lines restyling (``data.confusion.drawn_edges`` > 0), which reads strokes best
+        as drawn; ``drawn`` (thinned to 1-pixel lines) for a model trained on Canny edges alone."""
+        confusion = getattr(self.reconstructor, "confusion", None)
+        return "canny" if getattr(confusion, "drawn_edges", 0.0) > 0 else "drawn"
+
     def slider_settings(self) -> dict[str, dict[str, float]]:
         """``sigma`` and ``k`` slider ranges and defaults: the model's evaluation values at the
         canvas size (PI-REC's defaults without a model)."""
@@ -232,22 +240,25 @@ class SketchHandlers:
             flatten_canvas(color, COLOR_BACKGROUND, self.size),
         )
 
-    def generate(self, edge: Any, color: Any, edge_style: str = "drawn") -> Image.Image:
+    def generate(self, edge: Any, color: Any, edge_style: str | None = None) -> Image.Image:
         """The first stage's image (PIL, canvas size) from the two canvas values; ``edge_style``
         as :meth:`~pirec_lightning.inference.Reconstructor.reconstruct` (``drawn``: brush
-        strokes are thinned to 1-pixel lines first, ``canny``: the lines are used as they are)."""
+        strokes are thinned to 1-pixel lines first, ``canny``: the lines are used as they are;
+        None: :attr:`edge_style`)."""
         model = self._model()
+        edge_style = edge_style or self.edge_style
         edge_image, color_image = self._inputs(edge, color)
         return model.reconstruct(
             edge_image, color_image, refine=False, output_type="pil", edge_style=edge_style
         )[0]
 
     def refine(
-        self, edge: Any, color: Any, edge_style: str = "drawn"
+        self, edge: Any, color: Any, edge_style: str | None = None
     ) -> tuple[Image.Image, Image.Image]:
         """``(first stage, refined)`` images (PIL, canvas size) from the two canvas values;
         ``edge_style`` as in :meth:`generate`."""
         model = self._model()
+        edge_style = edge_style or self.edge_style
         if self.stages < 2:
             raise AppError(
                 "this model has no refinement stage: load a refinement checkpoint "

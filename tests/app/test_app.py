@@ -71,6 +71,18 @@ def test_drawn_strokes_are_thinned_canny_lines_are_not(reconstructor) -> None:
     assert drawn.tolist() != as_is.tolist()
 
 
+def test_lines_default_follows_how_the_model_was_trained(reconstructor, monkeypatch) -> None:
+    """Thinned strokes for a model trained on Canny alone; strokes as drawn for one trained
+    with drawn-lines restyling (data.confusion.drawn_edges > 0)."""
+    from dataclasses import replace
+
+    assert SketchHandlers(reconstructor).edge_style == "drawn"
+    restyled = replace(reconstructor.confusion, drawn_edges=0.5)
+    monkeypatch.setattr(reconstructor, "confusion", restyled)
+    assert SketchHandlers(reconstructor).edge_style == "canny"
+    assert SketchHandlers(None).edge_style == "drawn"
+
+
 def test_refine_gives_both_stages(reconstructor, examples_dir: Path) -> None:
     handlers = SketchHandlers(reconstructor)
     first, refined = handlers.refine(*pair(examples_dir, "1"))
