@@ -151,9 +151,9 @@ def test_ranks_skip_together(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    # forked: the ranks need nothing imported anew
+    # spawned, not forked: a fork of a process whose OpenMP pool has started can deadlock
     torch.multiprocessing.start_processes(
-        _rank, args=(port, str(tmp_path)), nprocs=2, start_method="fork"
+        _rank, args=(port, str(tmp_path)), nprocs=2, start_method="spawn"
     )
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}.txt").read_text() == "1.0 True 1"
