@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from sklearn.cluster import KMeans
 
 from pirec_lightning.preprocess import kmeans
 from pirec_lightning.preprocess.kmeans import KMeansQuantize, kmeans_colors, kmeans_quantize
@@ -140,22 +139,6 @@ def test_error_close_to_opencv(blurred: torch.Tensor) -> None:
             errors.append(((pixels - centers[labels[:, 0]]) ** 2).sum(1).mean() / 255**2)
         reference.append(torch.tensor(errors))
     ours, reference = torch.stack(ours), torch.stack(reference)  # (K values, images)
-    assert ours.sum() <= 1.05 * reference.sum()
-    assert (ours <= 1.15 * reference + 1e-6).all(), ours / reference
-
-
-def test_error_close_to_sklearn(blurred: torch.Tensor) -> None:
-    """Second reference: scikit-learn's inertia (k-means++, 4 inits), photos and two emoji,
-    at 64 px to keep scikit-learn quick."""
-    images = blurred[[0, 1, 2, 3, 5], :, ::2, ::2]
-    ours, reference = [], []
-    for k in (3, 5):
-        ours.append(squared_error(images, kmeans_quantize(images, k, generator=seeded())))
-        for image in images:
-            pixels = image.flatten(1).T.double().numpy()
-            fit = KMeans(k, n_init=4, random_state=0).fit(pixels)
-            reference.append(fit.inertia_ / len(pixels))
-    ours, reference = torch.cat(ours).double(), torch.tensor(reference)
     assert ours.sum() <= 1.05 * reference.sum()
     assert (ours <= 1.15 * reference + 1e-6).all(), ours / reference
 
