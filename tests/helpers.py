@@ -1,4 +1,5 @@
-"""Test-only callbacks, instantiated through the Hydra config like any user callback."""
+"""Test-only callbacks, instantiated through the Hydra config like any user callback, and a quiet
+Trainer for tests that drive a phase module directly."""
 
 from __future__ import annotations
 
@@ -6,6 +7,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytorch_lightning as pl
+
+
+def quiet_trainer(**options: object) -> pl.Trainer:
+    """A Trainer without logger, checkpoints, progress bar or model summary; ``options`` on top."""
+    quiet = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return pl.Trainer(**{**quiet, **options})
+
 
 #: training batches seen per phase name (reset by the tests)
 BATCHES: Counter[str] = Counter()

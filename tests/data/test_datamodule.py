@@ -7,6 +7,7 @@ import torch
 
 from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.errors import DataError
+from tests.helpers import quiet_trainer
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,6 @@ def test_outputs_follow_the_phase(datamodule):
 
 def test_hook_runs_through_a_trainer(datamodule, tmp_path):
     """Lightning calls on_after_batch_transfer for the sanity check and training."""
-    import pytorch_lightning as pl
 
     from pirec_lightning.phases import GeneratingPhase
     from tests.phases.conftest import TINY_LOSS, TINY_MODEL
@@ -79,12 +79,8 @@ def test_hook_runs_through_a_trainer(datamodule, tmp_path):
             seen.append((stage, tuple(sorted(batch)), self.trainer.sanity_checking))
             return super().validation_step(batch, batch_idx)
 
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=1,
         num_sanity_val_steps=1,
         default_root_dir=tmp_path,

@@ -9,6 +9,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tests.helpers import quiet_trainer
+
 TINY_MODEL = {
     "generator": {
         "_target_": "pirec_lightning.models.networks.Generator",
@@ -49,12 +51,8 @@ class Batches(Dataset):
 
 
 def fit(module: pl.LightningModule, steps: int, root: Path) -> pl.Trainer:
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=steps * module.optimizer_steps_per_batch,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=1,
         val_check_interval=steps,
         check_val_every_n_epoch=None,

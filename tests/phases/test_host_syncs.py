@@ -7,11 +7,11 @@ from __future__ import annotations
 import traceback
 from contextlib import nullcontext
 
-import pytorch_lightning as pl
 from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader
 
 from pirec_lightning.phases import GeneratingPhase
+from tests.helpers import quiet_trainer
 from tests.phases.conftest import TINY_LOSS, TINY_MODEL, Batches
 
 #: tensor calls that wait for the device: values to Python, data-dependent shapes
@@ -61,12 +61,8 @@ def test_training_step_makes_no_host_sync():
             with calls, made if batch_idx > 0 else nullcontext():
                 return super().training_step(batch, batch_idx)
 
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=6,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
     )
     module = Recorded(model=TINY_MODEL, loss=TINY_LOSS)
