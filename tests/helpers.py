@@ -3,10 +3,29 @@ Trainer for tests that drive a phase module directly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytorch_lightning as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_train(
+    *args: str, cwd: Path = ROOT, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess:
+    """``train.py args`` in a fresh process, offline, output captured; ``env`` adds variables."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env={**os.environ, "PIREC_OFFLINE": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def quiet_trainer(**options: object) -> pl.Trainer:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pirec_lightning import __version__
 from pirec_lightning.cli import main
+from tests.helpers import run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,23 +39,15 @@ def test_pirec_train_runs_hydra(tmp_path):
 def test_multirun_sweep(tmp_path):
     """Two jobs in one process: each leaves its own run dir, checkpoints, CSV log and W&B run
     (the first job's run is finished, not continued by the second)."""
-    env = {**os.environ, "PIREC_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "-m",
-            "debug=tiny",
-            "trainer.max_steps=2",
-            "logger=[csv,wandb]",
-            "model.optimizer.lr=1e-4,2e-4",
-            f"hydra.sweep.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_train(
+        "-m",
+        "debug=tiny",
+        "trainer.max_steps=2",
+        "logger=[csv,wandb]",
+        "model.optimizer.lr=1e-4,2e-4",
+        f"hydra.sweep.dir={tmp_path}",
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())

@@ -4,15 +4,12 @@ parallel processes), optimizing the metric ``train.py`` returns."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_train
 
 
 def last_logged(metrics_csv: Path, key: str) -> float:
@@ -25,22 +22,13 @@ def last_logged(metrics_csv: Path, key: str) -> float:
 def test_optuna_sweep_on_joblib_optimizes_the_returned_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    env = {**os.environ, "PIREC_OFFLINE": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "hparams_search=optuna",
-            "hydra/launcher=joblib",
-            "hydra.sweeper.n_trials=2",
-            "debug=tiny",
-            "trainer.max_steps=2",
-            f"hydra.sweep.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = run_train(
+        "hparams_search=optuna",
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_trials=2",
+        "debug=tiny",
+        "trainer.max_steps=2",
+        f"hydra.sweep.dir={tmp_path}",
         timeout=400,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,20 +13,13 @@ import torch
 from pirec_lightning.config import ConfigError
 from pirec_lightning.phases import ImitationPhase
 from pirec_lightning.train import train
+from tests.helpers import run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PIREC_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_train(*args, cwd=cwd, HYDRA_FULL_ERROR="0")
 
 
 def test_fast_dev_run_imitation(make_cfg):
