@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pirec_lightning.preprocess._checks import check_images
+from pirec_lightning.preprocess.color import color_domain
 
 __all__ = [
     "EDGE_STYLES",
@@ -203,8 +204,6 @@ def picture_regions(
     Returns:
         (B, 3, H, W) in [0, 1], piecewise constant.
     """
-    from pirec_lightning.preprocess.color import color_domain  # color imports nothing of ours
-
     return color_domain(images, median_kernel, k, 1, generator=generator)
 
 

@@ -175,15 +175,16 @@ def kmeans_colors(
     # would read the labels back to the host): a converged clustering is a fixed point of a
     # Lloyd step, so further steps change nothing.
     tries = active.repeat_interleave(attempts, dim=0)
-    centers = _seed(sample.repeat_interleave(attempts, dim=0), k_max, generator)
+    repeated = sample.repeat_interleave(attempts, dim=0)  # (B * attempts, 3, S), made once
+    centers = _seed(repeated, k_max, generator)
     narrow = iterations if narrow_after is None else min(narrow_after, iterations)
     for step in range(iterations + 1):
         if step == narrow and centers.shape[0] > batch:
-            centers = _best_attempt(sample, centers, tries, batch, attempts)
+            centers = _best_attempt(repeated, centers, tries, batch, attempts)
             tries = active
         if step == iterations:
             break
-        points = sample if centers.shape[0] == batch else sample.repeat_interleave(attempts, 0)
+        points = sample if centers.shape[0] == batch else repeated
         labels, _ = _assign(points, centers, tries)
         centers = _means(points, labels, centers)
     labels, _ = _assign(pixels, centers, active)
@@ -192,11 +193,11 @@ def kmeans_colors(
 
 
 def _best_attempt(
-    sample: Tensor, centers: Tensor, tries: Tensor, batch: int, attempts: int
+    repeated: Tensor, centers: Tensor, tries: Tensor, batch: int, attempts: int
 ) -> Tensor:
     """(B * attempts, K, 3) centers -> (B, K, 3): per image the attempt with the least error
-    on the sample (B, 3, S)."""
-    _, distance = _assign(sample.repeat_interleave(attempts, dim=0), centers, tries)
+    on its sample (``repeated``: the (B, 3, S) sample repeated per attempt)."""
+    _, distance = _assign(repeated, centers, tries)
     error = distance.sum(1).view(batch, attempts)
     best = error.argmin(1) + torch.arange(batch, device=centers.device) * attempts
     return centers[best]
