@@ -39,7 +39,7 @@ test-slow: $(STAMP) ## run the slow tests too
 	$(BIN)/python -m pytest -m "not gpu and not slurm" $(PYTEST_ARGS)
 
 test-slurm: $(STAMP) ## the `slurm` tests: a submitit sweep and a 2-task DDP job (needs make slurm-up)
-	$(BIN)/python -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slurm tests/training/test_slurm.py $(PYTEST_ARGS)
 
 slurm-up: ## start a single-node Slurm on this machine (root; apt-get installs slurm-wlm, munge)
 	bash scripts/slurm/up.sh
@@ -54,9 +54,10 @@ test-browser: $(STAMP) ## the app end to end in headless Chromium (installs chro
 	$(BIN)/python -m pip install -e '.[$(EXTRAS),browser]'
 	$(BIN)/python -m pytest -m browser -rs $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, and the layered import contract (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## ruff autofix and format
 	$(BIN)/ruff check --fix .

@@ -66,7 +66,7 @@ def bare(rec: Reconstructor, edge: torch.Tensor, color: torch.Tensor) -> Callabl
 def onnx_session(rec: Reconstructor, folder: Path, threads: int):
     import onnxruntime
 
-    from pirec_lightning.export import export
+    from pirec_lightning.inference.export import export
 
     path = folder / "pirec.onnx"
     export(rec, "onnx", path)

@@ -1,7 +1,7 @@
-"""The README's quality table: ``pirec evaluate`` on several sets and edge styles, as Markdown.
+"""The quality table (docs/quality.md): ``pirec evaluate`` on several sets and edge styles, as Markdown.
 
 For each checkpoint (a refinement ``last.ckpt`` holds both stages; a generating one gives stage 1
-only) it runs :func:`pirec_lightning.evaluate.evaluate` (the evaluation settings: fixed Canny
+only) it runs :func:`pirec_lightning.inference.evaluate.evaluate` (the evaluation settings: fixed Canny
 sigma, median kernels and K) on
 
 - the checkpoint's own test split (the embedded emoji for the quickstart) and the Noto emoji
@@ -15,7 +15,7 @@ block between ``<!-- quality-table:start -->`` and ``<!-- quality-table:end -->`
 
     python benchmarks/quality.py --checkpoint before=/runs/a/refinement/checkpoints/last.ckpt \\
         --checkpoint after=/runs/b/refinement/checkpoints/last.ckpt \\
-        --noto ../shared/data/noto_emoji_128.npz --readme README.md --grids docs/images/quality
+        --noto ../shared/data/noto_emoji_128.npz --readme docs/quality.md --grids docs/images/quality
 
 ``--json`` saves the rows; ``--load`` puts saved rows back in the table without recomputing them.
 """
@@ -33,8 +33,8 @@ import torch
 from torch.utils.data import Subset
 from torchvision.utils import save_image
 
-from pirec_lightning.evaluate import EDGES, checkpoint_test_split, evaluate, image_source
 from pirec_lightning.inference import Reconstructor
+from pirec_lightning.inference.evaluate import EDGES, checkpoint_test_split, evaluate, image_source
 
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 COLUMNS = {"color_domain": "color domain", "first_stage": "stage 1", "refined": "stage 2"}
@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noto-count", type=int, default=512)
     parser.add_argument("--edges", nargs="+", default=list(EDGES), choices=EDGES)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--readme", help="rewrite the quality-table block of this README")
+    parser.add_argument(
+        "--readme", help="rewrite the quality-table block of this Markdown file (docs/quality.md)"
+    )
     parser.add_argument("--grids", help="write <prefix>_<edges>.png for the last checkpoint")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)

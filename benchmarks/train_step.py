@@ -34,7 +34,7 @@ import torch
 
 from pirec_lightning.config import compose_config
 from pirec_lightning.phases.numerics import fused_options
-from pirec_lightning.train import build_datamodule, build_phase
+from pirec_lightning.training import build_datamodule, build_phase
 
 TARGET_RATIO = 1.10
 

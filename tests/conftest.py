@@ -35,7 +35,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Checkpoints of a real one-step ``phase=all`` run (32 px, tiny networks), per phase."""
-    from pirec_lightning.train import train
+    from pirec_lightning.training import train
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     overrides = ["phase=all", "debug=tiny", "model.generator.res_blocks=1", "~logger"]

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pirec_lightning.checkpoints import CheckpointError, load_weights_only
+from pirec_lightning.checkpoints import CheckpointError, read_checkpoint
 from pirec_lightning.inference import Reconstructor
-from pirec_lightning.phases.handover import read_state_dict
+from pirec_lightning.phases.handover import read_init_from
 
 from .conftest import SHARED
 
@@ -134,10 +134,10 @@ class Payload:
     [
         lambda p: Reconstructor.from_checkpoint(p),
         lambda p: Reconstructor.from_pirec(p),
-        read_state_dict,
-        load_weights_only,
+        read_init_from,
+        read_checkpoint,
     ],
-    ids=["from_checkpoint", "from_pirec", "handover", "load_weights_only"],
+    ids=["from_checkpoint", "from_pirec", "handover", "read_checkpoint"],
 )
 def test_poisoned_pickle_runs_nothing_and_gives_one_line(tmp_path, load):
     marker = tmp_path / "code_ran"

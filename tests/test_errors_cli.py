@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pirec_lightning.config import validate_config
-from pirec_lightning.config_checks import prepare_overrides
+from pirec_lightning.config import prepare_overrides, validate_config
 from pirec_lightning.errors import ConfigError, DataError
-from pirec_lightning.train import train
+from pirec_lightning.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

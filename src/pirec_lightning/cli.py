@@ -1,7 +1,7 @@
 """The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export | app``.
 
 Each subcommand is a pair of small functions: ``add_<name>(commands)`` declares its arguments
-and ``run_<name>(args)`` does the work with lazy imports (``pirec --help`` stays fast). To add a
+and ``run_<name>(args)`` does the work. To add a
 subcommand, write the pair and list it in :data:`SUBCOMMANDS`. A user mistake (a ``ValueError``,
 including :class:`~pirec_lightning.config.ConfigError`, or a missing file) prints one line
 ``error: ...`` and exits with code 2.
@@ -14,7 +14,25 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pirec_lightning import __version__
-from pirec_lightning.errors import PirecError, report
+from pirec_lightning.app import (
+    build_app,
+    default_example_roots,
+    find_examples,
+    launch,
+    require_gradio,
+)
+from pirec_lightning.errors import EXIT_CODE, PirecError, one_line, report
+from pirec_lightning.inference import Reconstructor
+from pirec_lightning.inference.evaluate import (
+    checkpoint_test_split,
+    evaluate,
+    format_report,
+    image_source,
+    write_report,
+)
+from pirec_lightning.inference.export import export
+from pirec_lightning.inference.pairs import reconstruct_folder
+from pirec_lightning.training import main as train_main
 
 EXAMPLES = "examples:\n  "
 
@@ -42,8 +60,6 @@ def add_train(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pirec_lightning.train import main as train_main
-
     # Hydra reads sys.argv: hand it exactly the overrides
     sys.argv = ["pirec train", *args.overrides]
     train_main()
@@ -61,8 +77,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
 
 
 def load_reconstructor(args: argparse.Namespace):
-    from pirec_lightning.inference import Reconstructor
-
     if args.checkpoint is not None:
         if args.pirec_refiner is not None:
             raise ValueError("--pirec-refiner goes with --pirec-generator, not --checkpoint")
@@ -121,8 +135,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if args.input_dir is not None:
         if args.output_dir is None:
             raise ValueError("--input-dir needs --output-dir")
-        from pirec_lightning.pairs import reconstruct_folder
-
         model = load_reconstructor(args)
         if args.no_refine:
             model.refiner = None
@@ -201,14 +213,6 @@ def add_evaluate(commands) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from pirec_lightning.evaluate import (
-        checkpoint_test_split,
-        evaluate,
-        format_report,
-        image_source,
-        write_report,
-    )
-
     model = load_reconstructor(args)
     size = args.image_size or model.image_size
     if args.input_dir is not None:
@@ -263,8 +267,6 @@ def add_export(commands) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from pirec_lightning.export import export
-
     model = load_reconstructor(args)
     difference = export(model, args.format, args.output, not args.no_refine, args.opset)
     print(f"wrote {args.output} ({args.format}); max |exported - eager| = {difference:.1e}")
@@ -297,9 +299,6 @@ def add_app(commands) -> None:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from pirec_lightning.app import build_app, launch, require_gradio
-    from pirec_lightning.sketch import default_example_roots, find_examples
-
     if args.pirec_refiner is not None and args.pirec_generator is None:
         raise ValueError("--pirec-refiner goes with --pirec-generator")
     try:
@@ -356,9 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PirecError as error:
         return report(error)
     except (ValueError, FileNotFoundError) as error:
-        lines = str(error).strip().splitlines() or [type(error).__name__]
-        print(f"error: {lines[0]}", file=sys.stderr)
-        return 2
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_CODE
 
 
 if __name__ == "__main__":

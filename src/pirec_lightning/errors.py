@@ -19,6 +19,9 @@ import sys
 
 __all__ = [
     "EXIT_CODE",
+    "AppError",
+    "ImageTooLarge",
+    "RanksDisagree",
     "CheckpointError",
     "ConfigError",
     "DataError",
@@ -43,12 +46,12 @@ class ConfigError(PirecError, ValueError):
     """A configuration mistake, reported before any work starts."""
 
 
-class HandOverError(ConfigError):
-    """A checkpoint that cannot initialize the requested phase (``init_from``)."""
-
-
 class CheckpointError(ConfigError):
     """A checkpoint that cannot be read or does not fit the run (``ckpt_path``, ``init_from``)."""
+
+
+class HandOverError(CheckpointError):
+    """A checkpoint that cannot initialize the requested phase (``init_from``)."""
 
 
 class DataError(PirecError, ValueError):
@@ -65,6 +68,20 @@ class TrainingDiverged(PirecError, RuntimeError):
 
 class RunInterrupted(PirecError, RuntimeError):
     """A phase's Trainer stopped before the end (Ctrl-C, a signal); the run can be resumed."""
+
+
+class ImageTooLarge(ValueError):
+    """An image with more pixels than the limit, refused before decoding (a decompression
+    bomb, or a photo far larger than training needs)."""
+
+
+class AppError(ValueError):
+    """A problem the app's page reports as one line (no model, empty canvas, no refinement
+    stage)."""
+
+
+class RanksDisagree(RuntimeError):
+    """Ranks of one run were configured differently (raised on every rank, so none hangs)."""
 
 
 def one_line(error: BaseException) -> str:

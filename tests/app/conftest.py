@@ -53,7 +53,7 @@ def free_port() -> int:
 def served_app(reconstructor, examples_dir: Path) -> Iterator[tuple[object, str]]:
     """``(app, local URL)`` of the app with the tiny model, served by :func:`launch`."""
     from pirec_lightning.app import build_app, launch
-    from pirec_lightning.sketch import find_examples
+    from pirec_lightning.app.sketch import find_examples
 
     app = build_app(reconstructor, examples=find_examples([examples_dir]), source="tiny run")
     _, url, _ = launch(app, port=free_port(), block=False)

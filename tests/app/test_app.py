@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pirec_lightning.app import _in_page, build_app
-from pirec_lightning.sketch import AppError, SketchHandlers, canvas_value
+from pirec_lightning.app.page import _in_page, build_app
+from pirec_lightning.app.sketch import SketchHandlers, canvas_value
+from pirec_lightning.errors import AppError
 from tests.app.conftest import SIZE
 
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pirec_lightning.inputs import to_edge_batch
-from pirec_lightning.sketch import (
+from pirec_lightning.app.sketch import (
     COLOR_BACKGROUND,
     EDGE_BACKGROUND,
     blank_canvas,
@@ -20,6 +19,7 @@ from pirec_lightning.sketch import (
     flatten_canvas,
     to_canvas_image,
 )
+from pirec_lightning.inference.inputs import to_edge_batch
 from tests.conftest import SHARED
 
 

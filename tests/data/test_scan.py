@@ -16,10 +16,10 @@ import torch
 from PIL import Image, ImageCms
 
 from pirec_lightning.data import PIRECDataModule
-from pirec_lightning.data.decode import ImageTooLarge, decode_image
 from pirec_lightning.data.folder import FolderImageDataset, load_image
 from pirec_lightning.data.scan import CorruptImageWarning, scan_images, usable_images
 from pirec_lightning.errors import DataError
+from pirec_lightning.images import ImageTooLarge, decode_image
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,7 @@ def test_networks_trace_as_one_graph(network, shape):
 
 
 def test_compile_in_place_keeps_checkpoint_keys(make_cfg):
-    from pirec_lightning.train import build_phase
+    from pirec_lightning.training import build_phase
 
     eager = build_phase(make_cfg("phase=imitation", "debug=tiny"))
     compiled = build_phase(make_cfg("phase=imitation", "debug=tiny", "model.compile=true"))

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 
 from pirec_lightning.phases import RefinementPhase
-from pirec_lightning.train import build_datamodule
+from pirec_lightning.training import build_datamodule
 
 
 def test_trainer_predict_reconstructs_the_test_split(tiny_run, make_cfg):

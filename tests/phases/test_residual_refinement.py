@@ -8,7 +8,7 @@ import torch
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.models.networks.residual import ResidualRefiner, add_correction
 from pirec_lightning.phases import RefinementPhase, init_from_checkpoint
-from pirec_lightning.train import train
+from pirec_lightning.training import train
 
 
 def test_add_correction_and_module() -> None:
@@ -32,7 +32,7 @@ def test_residual_refinement_starts_as_identity_and_inference_agrees(tiny_run, m
     ]
     module = RefinementPhase(model=model, loss={"vgg": "off"}, residual=True)
     init_from_checkpoint(module, generating)
-    module.after_init_from(str(generating))
+    module.after_init_from("generating")
     g = torch.Generator().manual_seed(0)
     batch = {
         "color_domain": torch.rand(2, 3, 32, 32, generator=g),

@@ -25,14 +25,15 @@ from pirec_lightning.data.cache import (
     check_cache_mode,
     decode_all,
 )
-from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS
 from pirec_lightning.data.emoji import emoji_files, emoji_sources
-from pirec_lightning.data.extra_val import check_extra_val
 from pirec_lightning.data.folder import FolderImageDataset, SharedCounter, find_images
+from pirec_lightning.data.npz import NpzImageDataset
+from pirec_lightning.data.ranks import all_gather_object
 from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
+from pirec_lightning.data.settings import check_extra_val
 from pirec_lightning.data.split import emoji_group_key, split_files
 from pirec_lightning.data.summary import check_splits, log_data_summary, report_late_failures
-from pirec_lightning.distributed import all_gather_object
+from pirec_lightning.images import DEFAULT_MAX_PIXELS
 from pirec_lightning.preprocess.confusion import Preprocessor
 
 STAGES = ("fit", "validate", "test", "predict")
@@ -82,7 +83,7 @@ class PIRECDataModule(pl.LightningDataModule):
         outputs: the inputs to make (subset of ``edge``, ``mask``, ``color_domain``); ``None``
             asks the attached LightningModule (its ``required_inputs``), else makes all three.
         extra_val: named extra validation sets, validated after the main one (see
-            :mod:`pirec_lightning.data.extra_val`).
+            :mod:`pirec_lightning.data.settings`).
         max_pixels: images with more pixels are skipped before decoding (``None``: no limit).
 
     A batch after transfer is a dict with ``image`` (B, 3, H, W) in [0, 1], ``index`` (B,), and
@@ -214,8 +215,6 @@ class PIRECDataModule(pl.LightningDataModule):
         spec = self.extra_val[name]
         size, root, limit = spec["image_size"] or self.image_size, spec["root"], spec["limit"]
         if root is not None and Path(str(root)).suffix.lower() == ".npz":
-            from pirec_lightning.data.npz import NpzImageDataset
-
             images = NpzImageDataset(root, size)
             return IndexedDataset(Subset(images, range(min(limit or len(images), len(images)))))
         files = self.files()["val"] if root is None else find_images(Path(str(root)).expanduser())

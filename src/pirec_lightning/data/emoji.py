@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from pirec_lightning.data.emoji_svg import PNG_SIZE, rendered_emoji_files
 from pirec_lightning.data.folder import FolderImageDataset
 from pirec_lightning.data.split import SPLITS, emoji_group_key, split_files
 
@@ -68,8 +69,6 @@ def emoji_sources(files: Sequence[Path], image_size: int) -> list[Path]:
     """The files to decode for ``files`` (72 px PNGs of :func:`emoji_files`) at ``image_size``:
     the PNGs themselves up to 72 px, above it the SVGs rendered at that size (cached on disk,
     see :mod:`pirec_lightning.data.emoji_svg`)."""
-    from pirec_lightning.data.emoji_svg import PNG_SIZE, rendered_emoji_files
-
     if image_size <= PNG_SIZE:
         return list(files)
     return rendered_emoji_files(list(files), image_size)

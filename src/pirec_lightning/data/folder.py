@@ -21,8 +21,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pirec_lightning.data.decode import DEFAULT_MAX_PIXELS, ImageTooLarge, decode_image
-from pirec_lightning.data.scan import DECODE_ERRORS, IMAGE_EXTENSIONS, CorruptImageWarning
+from pirec_lightning.data.scan import IMAGE_EXTENSIONS, CorruptImageWarning
+from pirec_lightning.images import (
+    DECODE_ERRORS,
+    DEFAULT_MAX_PIXELS,
+    ImageTooLarge,
+    decode_image,
+    to_rgb_on_white,
+)
 
 __all__ = [
     "DECODE_ERRORS",
@@ -77,36 +83,6 @@ def find_images(root: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _wide_to_8bit(image: Image.Image) -> Image.Image:
-    """Map a 16/32-bit integer or float greyscale image to mode ``L``.
-
-    Pillow's own ``I``/``F`` -> ``L`` conversion clips instead of scaling, which turns most
-    16-bit images white.
-    """
-    array = np.asarray(image)
-    if image.mode == "F":
-        top = 1.0 if float(np.nanmax(array, initial=0.0)) <= 1.0 else 255.0
-    elif image.mode.startswith("I;16"):
-        top = 65535.0
-    else:  # mode "I": 32-bit ints; 16-bit PNGs decode to it on older Pillow
-        top = 65535.0 if int(array.max(initial=0)) > 255 else 255.0
-    scaled = np.clip(np.nan_to_num(array.astype(np.float64) / top), 0.0, 1.0)
-    return Image.fromarray(np.round(scaled * 255.0).astype(np.uint8), mode="L")
-
-
-def _to_rgb_on_white(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to ``RGB``, compositing transparency onto white."""
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        return _wide_to_8bit(image).convert("RGB")
-    has_alpha = "A" in image.getbands() or "a" in image.getbands()
-    if has_alpha or "transparency" in image.info:
-        # Straight alpha over an opaque white canvas, before resizing, so edges do not fringe dark.
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (*_WHITE, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def load_image(
     path: str | Path, image_size: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> torch.Tensor:
@@ -139,7 +115,7 @@ def load_image(
 def square_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
     """A decoded image of any mode -> ``(3, S, S)`` float32 in [0, 1]: RGB on white, center
     square, Lanczos resize to ``S = image_size`` (the steps of :func:`load_image` after decoding)."""
-    image = _to_rgb_on_white(image)
+    image = to_rgb_on_white(image)
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2

@@ -19,7 +19,6 @@ import logging
 import os
 import struct
 import warnings
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from pirec_lightning.errors import DataError
+from pirec_lightning.images import DECODE_ERRORS
 
 __all__ = [
     "DECODE_ERRORS",
@@ -43,16 +43,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 """File extensions an image folder is searched for, compared case-insensitively."""
 
-#: what a decoder raises for a bad file; MemoryError and programming errors are not in it
-DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # includes PIL.UnidentifiedImageError and "image file is truncated"
-    SyntaxError,  # some Pillow plugins report broken headers this way
-    ValueError,
-    EOFError,
-    struct.error,
-    zlib.error,
-    Image.DecompressionBombError,
-)
 
 _CACHE_VERSION = 1
 _TAIL_BYTES = 4096

@@ -109,6 +109,10 @@ class PhaseModule(pl.LightningModule):
         self.discriminator: nn.Module = instantiate(self.hparams.model["discriminator"])
         compile_networks([self.generator, self.discriminator], self.hparams.model)
 
+    def after_init_from(self, source_phase: str | None) -> None:
+        """Called once ``init_from`` weights are in; ``source_phase`` is the phase that wrote
+        them (the checkpoint's ``pirec_phase``). Nothing to do by default."""
+
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate"):
             datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None

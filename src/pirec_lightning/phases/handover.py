@@ -8,61 +8,48 @@ state are not read: ``ckpt_path`` is for resuming the same phase.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import torch
 from torch import nn
 
-from pirec_lightning.checkpoints import load_weights_only
-from pirec_lightning.errors import HandOverError
+from pirec_lightning.checkpoints import (
+    extract_prefix,
+    load_strict,
+    model_state,
+    read_checkpoint,
+)
+from pirec_lightning.errors import CheckpointError, HandOverError
+
+__all__ = ["init_from_checkpoint", "read_init_from"]
+
+_FIX = "use the model settings (model.generator / model.discriminator) it was trained with"
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model ``state_dict`` of a Lightning checkpoint (tensors only, on the CPU)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise HandOverError(f"init_from checkpoint does not exist: {path}")
-    checkpoint = load_weights_only(path, "init_from checkpoint")
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise HandOverError(f"{path} is not a Lightning checkpoint (no 'state_dict' in it)")
-    return state
-
-
-def extract_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries under ``prefix`` with the prefix removed (torchgeo's extract_backbone)."""
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _load(target: nn.Module, weights: dict[str, torch.Tensor], what: str, path: Path) -> None:
-    own = target.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    mismatched = [k for k in own if k in weights and own[k].shape != weights[k].shape]
-    if missing or unexpected or mismatched:
-        detail = (
-            f"shape of {mismatched[0]} is {tuple(weights[mismatched[0]].shape)} there, "
-            f"{tuple(own[mismatched[0]].shape)} here"
-            if mismatched
-            else f"{len(missing)} missing and {len(unexpected)} unexpected tensors"
-        )
-        raise HandOverError(
-            f"the {what} in {path} has another architecture ({detail}); "
-            "use the model settings (model.generator / model.discriminator) it was trained with"
-        )
-    target.load_state_dict(weights)
+def read_init_from(path: str | Path) -> dict[str, Any]:
+    """The ``init_from`` checkpoint, read once (``weights_only``); its ``state_dict`` checked."""
+    try:
+        checkpoint = read_checkpoint(Path(path).expanduser(), "init_from checkpoint")
+    except HandOverError:
+        raise
+    except CheckpointError as error:
+        raise HandOverError(str(error)) from None
+    model_state(checkpoint, path, error=HandOverError)
+    return checkpoint
 
 
 def init_from_checkpoint(
     module: nn.Module,
-    path: str | Path,
+    source: str | Path | Mapping[str, Any],
     mapping: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, int]:
     """Copy weights from an earlier phase's checkpoint into ``module``.
 
     Args:
         module: the new phase module.
-        path: a Lightning ``.ckpt`` of an earlier phase.
+        source: a Lightning ``.ckpt`` of an earlier phase, or that checkpoint as
+            :func:`read_init_from` returns it (so the file is read once).
         mapping: source prefix -> attributes of ``module`` that receive it. Default:
             ``generator.`` -> ``generator``, ``discriminator.`` -> ``discriminator``; a module
             with a ``preliminary_generator`` gets the source's ``preliminary_generator.``
@@ -71,8 +58,9 @@ def init_from_checkpoint(
     Returns:
         Tensors copied per receiving attribute.
     """
-    path = Path(path).expanduser()
-    state = read_state_dict(path)
+    checkpoint = read_init_from(source) if not isinstance(source, Mapping) else source
+    path = source if not isinstance(source, Mapping) else "the init_from checkpoint"
+    state = model_state(checkpoint, path, error=HandOverError)
     if mapping is None:
         mapping = {"generator.": ("generator",), "discriminator.": ("discriminator",)}
         if hasattr(module, "preliminary_generator"):
@@ -88,6 +76,6 @@ def init_from_checkpoint(
         if not weights:
             raise HandOverError(f"{path} holds no '{prefix}' weights; is it a PI-REC checkpoint?")
         for attribute in attributes:
-            _load(getattr(module, attribute), weights, attribute, path)
+            load_strict(getattr(module, attribute), weights, attribute, path, _FIX, HandOverError)
             copied[attribute] = len(weights)
     return copied

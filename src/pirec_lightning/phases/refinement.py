@@ -48,10 +48,9 @@ class RefinementPhase(PhaseModule):
         output = super().forward(image, edge)
         return add_correction(image, output) if self.residual else output
 
-    def after_init_from(self, path: str) -> None:
+    def after_init_from(self, source_phase: str | None) -> None:
         """Start a residual refinement from a generating checkpoint as the identity."""
-        source = torch.load(path, map_location="cpu", weights_only=True).get("pirec_phase")
-        if self.residual and source == "generating":
+        if self.residual and source_phase == "generating":
             last = [m for m in self.generator.modules() if isinstance(m, nn.Conv2d)][-1]
             with torch.no_grad():
                 last.weight.zero_()

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from pirec_lightning.models.metrics import optional_metrics
+
 log = logging.getLogger(__name__)
 
 #: prefix of the phase's own validation set
@@ -44,9 +46,7 @@ def prefix_of(name: str | None) -> str:
 
 def lpips_metric() -> tuple[Any | None, str | None]:
     """torchmetrics' LPIPS (AlexNet, inputs in [0, 1]) or ``(None, why not)``, with the weights
-    found as ``pirec evaluate`` finds them (:func:`pirec_lightning.evaluate.optional_metrics`)."""
-    from pirec_lightning.evaluate import optional_metrics
-
+    found as ``pirec evaluate`` finds them (:func:`pirec_lightning.models.metrics.optional_metrics`)."""
     factories, skipped = optional_metrics()
     if "lpips" not in factories:
         return None, skipped["lpips"]

@@ -20,6 +20,7 @@ from pirec_lightning.preprocess._checks import check_images, constant
 from pirec_lightning.preprocess.color import color_domain
 from pirec_lightning.preprocess.drawn import augment_drawn_edges
 from pirec_lightning.preprocess.edges import canny_edges
+from pirec_lightning.preprocess.kornia_ops import kornia_canny_edges, kornia_color_domain
 from pirec_lightning.preprocess.masks import edge_dropout, free_form_masks
 
 __all__ = [
@@ -56,8 +57,6 @@ def check_backend(backend: str) -> str:
 def _ops(backend: str) -> tuple:
     """(canny, color domain) functions of ``backend``."""
     if backend == "kornia":
-        from pirec_lightning.preprocess.kornia_ops import kornia_canny_edges, kornia_color_domain
-
         return kornia_canny_edges, kornia_color_domain
     return canny_edges, color_domain
 

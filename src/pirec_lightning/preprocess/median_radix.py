@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pirec_lightning.preprocess.median import _CHUNK_ELEMENTS, _box_operands
+from pirec_lightning.preprocess._box import _CHUNK_ELEMENTS, _box_operands
 
 BITS = 8
 

@@ -9,6 +9,16 @@ from torch import nn
 GAN_TYPES = ("lsgan", "nsgan", "hinge")
 
 
+def check_gan_type(gan_type: object) -> None:
+    """``loss.gan_type`` in :data:`GAN_TYPES`.
+
+    Raises:
+        ValueError: one line naming the key and the valid values.
+    """
+    if gan_type not in GAN_TYPES:
+        raise ValueError(f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {gan_type!r}")
+
+
 class AdversarialLoss(nn.Module):
     """Adversarial loss of PI-REC / EdgeConnect, computed from logits.
 
@@ -29,10 +39,7 @@ class AdversarialLoss(nn.Module):
 
     def __init__(self, gan_type: str = "lsgan") -> None:
         super().__init__()
-        if gan_type not in GAN_TYPES:
-            raise ValueError(
-                f"unknown gan_type {gan_type!r}; expected one of {', '.join(GAN_TYPES)}"
-            )
+        check_gan_type(gan_type)
         self.gan_type = gan_type
 
     def forward(

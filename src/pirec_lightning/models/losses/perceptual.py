@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from pirec_lightning.checkpoints import read_checkpoint
 from pirec_lightning.models.losses.weights import VGGWeightsUnavailable, resolve_vgg19_weights
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,20 @@ VGG_MODES = ("auto", "imagenet", "off")
 VGG_INPUTS = ("raw", "imagenet")
 
 
+def check_vgg_settings(mode: object = "auto", vgg_input: object = "raw") -> None:
+    """``loss.vgg`` in :data:`VGG_MODES` and ``loss.vgg_input`` in :data:`VGG_INPUTS`.
+
+    Raises:
+        ValueError: one line naming the key and the valid values.
+    """
+    if mode not in VGG_MODES:
+        raise ValueError(f"loss.vgg must be one of {', '.join(VGG_MODES)}, got {mode!r}")
+    if vgg_input not in VGG_INPUTS:
+        raise ValueError(
+            f"loss.vgg_input must be one of {', '.join(VGG_INPUTS)}, got {vgg_input!r}"
+        )
+
+
 class VGG19Features(nn.Module):
     """Frozen ImageNet VGG19 returning the activations the perceptual and style losses use.
 
@@ -71,15 +86,10 @@ class VGG19Features(nn.Module):
 
     def __init__(self, weights_path: str | Path | None = None, vgg_input: str = "raw") -> None:
         super().__init__()
-        if vgg_input not in VGG_INPUTS:
-            raise ValueError(
-                f"unknown loss.vgg_input {vgg_input!r}; expected one of {', '.join(VGG_INPUTS)}"
-            )
+        check_vgg_settings(vgg_input=vgg_input)
         self.vgg_input = vgg_input
         path = resolve_vgg19_weights(weights_path)
-        from pirec_lightning.checkpoints import load_weights_only
-
-        state = load_weights_only(path, "VGG19 weights")
+        state = read_checkpoint(path, "VGG19 weights")
         features = make_layers(cfgs["E"])
         features.load_state_dict(
             {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
@@ -224,8 +234,7 @@ def build_vgg(
     Returns:
         ``(vgg, None)``, or ``(None, reason)`` when perceptual and style losses are off.
     """
-    if mode not in VGG_MODES:
-        raise ValueError(f"unknown loss.vgg mode {mode!r}; expected one of {', '.join(VGG_MODES)}")
+    check_vgg_settings(mode, vgg_input)
     if mode == "off":
         return None, "disabled by loss.vgg=off"
     try:

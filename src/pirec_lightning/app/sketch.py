@@ -1,0 +1,287 @@
+"""What the sketch app does, free of Gradio: its actions (:class:`SketchHandlers`), its canvases as
+PI-REC inputs, and PI-REC's example pairs.
+
+The edge canvas is drawn as PI-REC's edge files are stored (white lines on black) and the color
+domain canvas starts white. A canvas value is what an image editor hands over: a mapping with
+``background``, ``layers`` and ``composite`` images (PIL, numpy or file paths), or one image.
+These functions only flatten and size the canvases; :class:`~pirec_lightning.inference.Reconstructor`
+does the reading (edge polarity, binarization) and the reconstruction.
+
+>>> value = {"background": blank_canvas(8, EDGE_BACKGROUND), "layers": [], "composite": None}
+>>> flatten_canvas(value, EDGE_BACKGROUND, 16).shape
+(16, 16, 3)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pirec_lightning.data.folder import load_image
+from pirec_lightning.errors import AppError
+from pirec_lightning.images import open_image
+from pirec_lightning.inference import Reconstructor
+from pirec_lightning.inference.pairs import Pair, find_pairs
+from pirec_lightning.preprocess.confusion import ConfusionConfig
+
+__all__ = [
+    "COLOR_BACKGROUND",
+    "EDGE_BACKGROUND",
+    "AppError",
+    "SketchHandlers",
+    "blank_canvas",
+    "canvas_value",
+    "default_example_roots",
+    "find_examples",
+    "flatten_canvas",
+    "to_canvas_image",
+]
+
+#: the edge canvas: white lines on black, as PI-REC's ``*_e.png`` files
+EDGE_BACKGROUND = (0, 0, 0)
+#: the color domain canvas starts white (unpainted areas read as white)
+COLOR_BACKGROUND = (255, 255, 255)
+#: canvas size without a model (PI-REC's 128 px)
+DEFAULT_SIZE = 128
+NO_MODEL = (
+    "No model loaded: start the app with `pirec app --checkpoint <run>/refinement/checkpoints/"
+    "last.ckpt` (or `--pirec-generator G_Model_gen.pth [--pirec-refiner R_Model_gen.pth]`)."
+)
+
+
+def _as_pil(image: Any) -> Image.Image | None:
+    if image is None:
+        return None
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+        return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
+    if isinstance(image, str | os.PathLike):
+        return open_image(image)
+    if isinstance(image, Mapping) and "path" in image:  # a Gradio FileData dict
+        return _as_pil(image["path"])
+    raise TypeError(f"a canvas image must be a PIL image, an array or a path, got {type(image)}")
+
+
+def blank_canvas(size: int, color: tuple[int, int, int]) -> np.ndarray:
+    """An empty canvas: (size, size, 3) uint8 filled with ``color``."""
+    return np.full((size, size, 3), color, dtype=np.uint8)
+
+
+def flatten_canvas(value: Any, background: tuple[int, int, int], size: int) -> np.ndarray:
+    """One canvas value as an opaque (size, size, 3) uint8 RGB image.
+
+    Args:
+        value: an editor mapping (``composite`` when present, else ``background`` with
+            ``layers`` drawn over it), or a single image (PIL, numpy, path).
+        background: RGB shown where the canvas is transparent (unpainted or erased).
+        size: the model's image size; a canvas of another size is resized to it (box filter,
+            so a thin line stays visible when shrunk).
+
+    Raises:
+        ValueError: the canvas is empty (no value at all).
+    """
+    images: list[Image.Image | None]
+    if isinstance(value, Mapping) and "path" not in value:
+        composite = _as_pil(value.get("composite"))
+        if composite is not None:
+            images = [composite]
+        else:
+            images = [_as_pil(value.get("background"))]
+            images += [_as_pil(layer) for layer in value.get("layers") or []]
+    else:
+        images = [_as_pil(value)]
+    images = [image for image in images if image is not None]
+    if not images:
+        raise ValueError("the canvas is empty: draw on it, load a photo or pick an example")
+    canvas = Image.new("RGBA", images[0].size, (*background, 255))
+    for image in images:
+        layer = image.convert("RGBA")
+        if layer.size != canvas.size:
+            layer = layer.resize(canvas.size, Image.Resampling.BOX)
+        canvas = Image.alpha_composite(canvas, layer)
+    flat = canvas.convert("RGB")
+    if flat.size != (size, size):
+        flat = flat.resize((size, size), Image.Resampling.BOX)
+    return np.asarray(flat).copy()
+
+
+def to_canvas_image(image: torch.Tensor) -> np.ndarray:
+    """A model-side map as a canvas image: (1, H, W) edges in {0, 1} become white lines on
+    black, (3, H, W) colors in [0, 1] stay RGB. Returns (H, W, 3) uint8."""
+    if image.ndim == 4:
+        image = image[0]
+    array = image.detach().float().cpu().clamp(0, 1).expand(3, -1, -1).permute(1, 2, 0)
+    return (array.numpy() * 255).round().astype(np.uint8)
+
+
+def canvas_value(background: np.ndarray) -> dict[str, Any]:
+    """An editor value holding ``background`` and no strokes."""
+    return {"background": background, "layers": [], "composite": background}
+
+
+def find_examples(roots: Iterable[str | Path]) -> list[Pair]:
+    """PI-REC's example pairs ``(name, edge file, color file)`` in the first of ``roots`` that
+    holds any (:func:`~pirec_lightning.pairs.find_pairs` naming); empty when none does."""
+
+    for root in roots:
+        try:
+            return find_pairs(root)
+        except (FileNotFoundError, ValueError):
+            continue
+    return []
+
+
+def default_example_roots(examples_dir: str | Path | None = None) -> list[Path]:
+    """Where the app looks for PI-REC's example pairs: ``examples_dir`` (``pirec app
+    --examples DIR``), then ``$PIREC_EXAMPLES_DIR``. None of them set: no examples."""
+    roots: Iterable[Path | None] = (
+        Path(examples_dir).expanduser() if examples_dir else None,
+        Path(os.environ["PIREC_EXAMPLES_DIR"]).expanduser()
+        if os.environ.get("PIREC_EXAMPLES_DIR")
+        else None,
+    )
+    unique: list[Path] = []
+    for root in roots:
+        if root is not None and root.resolve() not in [r.resolve() for r in unique]:
+            unique.append(root)
+    return unique
+
+
+class SketchHandlers:
+    """What the app's buttons and sliders do, callable without a browser.
+
+    Args:
+        reconstructor: the model, or None (the app opens and says what to pass).
+        source: where the model came from, shown in the page.
+    """
+
+    def __init__(self, reconstructor: Reconstructor | None = None, source: str = "") -> None:
+        self.reconstructor = reconstructor
+        self.source = source
+        trained = getattr(reconstructor, "image_size", None)
+        self.size = int(trained) if trained else DEFAULT_SIZE
+
+    # ------------------------------------------------------------------------- what is shown
+    def status(self) -> str:
+        """One Markdown line: the model and its canvas size, or what to pass."""
+        if self.reconstructor is None:
+            return NO_MODEL
+        stages = "two stages (Generate, Refine)" if self.stages == 2 else "one stage (Generate)"
+        return f"Model: `{self.source or 'in memory'}`, {stages}, canvas {self.size} px."
+
+    @property
+    def stages(self) -> int:
+        """1 or 2; 0 without a model."""
+        return 0 if self.reconstructor is None else int(self.reconstructor.stages)
+
+    @property
+    def edge_style(self) -> str:
+        """How brush strokes are read by default: ``canny`` (as they are) for a model trained
+        with drawn-lines restyling (``data.confusion.drawn_edges`` > 0), which reads strokes best
+        as drawn; ``drawn`` (thinned to 1-pixel lines) for a model trained on Canny edges alone."""
+        confusion = getattr(self.reconstructor, "confusion", None)
+        return "canny" if getattr(confusion, "drawn_edges", 0.0) > 0 else "drawn"
+
+    def slider_settings(self) -> dict[str, dict[str, float]]:
+        """``sigma`` and ``k`` slider ranges and defaults: the model's evaluation values at the
+        canvas size (PI-REC's defaults without a model)."""
+
+        confusion = getattr(self.reconstructor, "confusion", None) or ConfusionConfig()
+        scale = self.size / confusion.reference_size
+        sigma_max = math.ceil(2 * confusion.canny_sigma[1] * scale)
+        return {
+            "sigma": {
+                "minimum": 0.5,
+                "maximum": sigma_max,
+                "value": confusion.val_canny_sigma * scale,
+            },
+            "k": {"minimum": 1, "maximum": 8, "value": confusion.val_k},
+        }
+
+    def blank_edge(self) -> dict[str, Any]:
+        """An empty edge canvas value (black)."""
+        return canvas_value(blank_canvas(self.size, EDGE_BACKGROUND))
+
+    def blank_color(self) -> dict[str, Any]:
+        """An empty color domain canvas value (white)."""
+        return canvas_value(blank_canvas(self.size, COLOR_BACKGROUND))
+
+    # ---------------------------------------------------------------------------- the actions
+    def _model(self) -> Reconstructor:
+        if self.reconstructor is None:
+            raise AppError(NO_MODEL)
+        return self.reconstructor
+
+    def _inputs(self, edge: Any, color: Any) -> tuple[Any, Any]:
+        if edge is None:
+            raise AppError("the edge canvas is empty: draw lines, load a photo or pick an example")
+        if color is None:
+            raise AppError(
+                "the color canvas is empty: paint colors, load a photo or pick an example"
+            )
+        return (
+            flatten_canvas(edge, EDGE_BACKGROUND, self.size),
+            flatten_canvas(color, COLOR_BACKGROUND, self.size),
+        )
+
+    def generate(self, edge: Any, color: Any, edge_style: str | None = None) -> Image.Image:
+        """The first stage's image (PIL, canvas size) from the two canvas values; ``edge_style``
+        as :meth:`~pirec_lightning.inference.Reconstructor.reconstruct` (``drawn``: brush
+        strokes are thinned to 1-pixel lines first, ``canny``: the lines are used as they are;
+        None: :attr:`edge_style`)."""
+        model = self._model()
+        edge_style = edge_style or self.edge_style
+        edge_image, color_image = self._inputs(edge, color)
+        return model.reconstruct(
+            edge_image, color_image, refine=False, output_type="pil", edge_style=edge_style
+        )[0]
+
+    def refine(
+        self, edge: Any, color: Any, edge_style: str | None = None
+    ) -> tuple[Image.Image, Image.Image]:
+        """``(first stage, refined)`` images (PIL, canvas size) from the two canvas values;
+        ``edge_style`` as in :meth:`generate`."""
+        model = self._model()
+        edge_style = edge_style or self.edge_style
+        if self.stages < 2:
+            raise AppError(
+                "this model has no refinement stage: load a refinement checkpoint "
+                "(--checkpoint <run>/refinement/checkpoints/last.ckpt) or add --pirec-refiner"
+            )
+        edge_image, color_image = self._inputs(edge, color)
+        final, first = model.reconstruct(
+            edge_image,
+            color_image,
+            refine=True,
+            return_preliminary=True,
+            output_type="pil",
+            edge_style=edge_style,
+        )
+        return first[0], final[0]
+
+    def extract(
+        self, photo: str | Path | None, sigma: float, k: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Edge and color domain canvas values of a photo file, center-cropped and resized to
+        the canvas; ``sigma`` (Canny) and ``k`` (colors) in canvas pixels."""
+
+        model = self._model()
+        if photo is None:
+            raise AppError("no photo: upload one or pick an example photo")
+        try:
+            image = load_image(photo, self.size)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise AppError(f"cannot read the photo {Path(photo).name}: {error}") from error
+        edge, color = model.photo_inputs(image, sigma=float(sigma), k=int(k))
+        return canvas_value(to_canvas_image(edge)), canvas_value(to_canvas_image(color))

@@ -1,0 +1,227 @@
+"""How well a model reconstructs real images from their own edges and color domains.
+
+For every image the edge and color domain are made with the model's evaluation settings (scaled
+to the image), then three stages are compared with the image: the color domain itself (the
+no-learning baseline), the first stage, and the refined output (two-stage models). PSNR and SSIM
+always; LPIPS (AlexNet) and FID (Inception) from torchmetrics when their weights can be had from
+an explicit path, ``$PIREC_WEIGHTS_DIR``, the torch hub cache or a download (not with
+``PIREC_OFFLINE=1``); otherwise the report says, in one line each, how to enable them.
+
+>>> report = evaluate(Reconstructor.from_checkpoint("last.ckpt"), image_source("test.npz", 64))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from pirec_lightning.data.datamodule import PIRECDataModule
+from pirec_lightning.data.drawn_set import drawn_edges_for
+from pirec_lightning.data.folder import FolderImageDataset
+from pirec_lightning.data.npz import NpzImageDataset
+from pirec_lightning.inference.reconstructor import Reconstructor
+from pirec_lightning.models.metrics import optional_metrics
+from pirec_lightning.preprocess.confusion import evaluation_confusion
+
+__all__ = [
+    "STAGES",
+    "evaluate",
+    "evaluation_grid",
+    "image_source",
+    "spread_indices",
+]
+
+#: compared stages, in report order
+STAGES = ("color_domain", "first_stage", "refined")
+#: edge maps evaluate() can use (see its docstring)
+EDGES = ("canny", "drawn", "drawn-as-is")
+
+
+# ---------------------------------------------------------------------------------- image sources
+def image_source(path: str | Path, image_size: int) -> Dataset:
+    """A folder of images (recursive) or an ``.npz`` of images, as ``(3, S, S)`` in [0, 1]."""
+
+    path = Path(path).expanduser()
+    if path.suffix.lower() == ".npz":
+        return NpzImageDataset(path, image_size)
+    return FolderImageDataset(path, image_size)
+
+
+def checkpoint_test_split(
+    data: Mapping[str, Any], overrides: Sequence[str] = ()
+) -> tuple[Dataset, str]:
+    """The test split of a checkpoint's saved data settings, changed by ``data.KEY=VALUE`` /
+    ``data=emoji|folder`` overrides. Returns ``(dataset, description)``."""
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.create(dict(data))
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not (key == "data" or key.startswith("data.")):
+            raise ValueError(
+                f"unknown override {override!r}; use data.KEY=VALUE or data=emoji|folder"
+            )
+        if key == "data":
+            if value not in ("emoji", "folder"):
+                raise ValueError(f"data={value}: choose data=emoji or data=folder data.root=DIR")
+            settings.root = None if value == "emoji" else settings.get("root")
+            continue
+        name = key.removeprefix("data.")
+        if name.split(".")[0] not in settings:
+            raise ValueError(f"unknown data setting {name!r}; known: {', '.join(settings)}")
+        OmegaConf.update(settings, name, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True)
+    kwargs = OmegaConf.to_container(settings, resolve=True)
+    datamodule = PIRECDataModule(**{k: v for k, v in kwargs.items() if k != "outputs"})
+    where = datamodule.root or "the embedded emoji"
+    return datamodule.dataset("test"), f"test split of {where}"
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def _stage_metrics(factories: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+    metrics = {
+        "psnr": PeakSignalNoiseRatio(data_range=1.0),
+        "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+    }
+    metrics |= {name: make() for name, make in factories.items()}
+    return {name: metric.to(device) for name, metric in metrics.items()}
+
+
+def evaluate(
+    reconstructor: Reconstructor,
+    images: Dataset,
+    batch_size: int = 16,
+    limit: int | None = None,
+    seed: int = 0,
+    lpips_weights: str | Path | None = None,
+    fid_weights: str | Path | None = None,
+    grid_images: int = 8,
+    num_workers: int = 0,
+    edges: str = "canny",
+) -> tuple[dict[str, Any], Tensor]:
+    """Evaluate ``reconstructor`` on ``images`` (a dataset of (3, S, S) in [0, 1]; ``limit``:
+    that many images evenly spread over it, see :func:`spread_indices`).
+
+    ``edges`` picks the edge maps: ``canny`` (the evaluation settings), ``drawn`` (a synthetic
+    drawn-lines set, :func:`pirec_lightning.data.drawn_set.drawn_edges_for`, fed with
+    ``edge_style="drawn"``: thinned to 1 pixel) or ``drawn-as-is`` (the same strokes, unthinned).
+
+    Returns:
+        ``(report, grid)``: the report dict (``images``, ``image_size``, ``stages`` ->
+        ``{stage: {metric: value}}``, ``skipped`` metrics with the reason, ``settings``) and a
+        (3, H', W') grid in [0, 1] of ``grid_images`` images spread over the set: edge | color domain |
+        first stage | refined | ground truth.
+    """
+    if limit is not None:
+        images = Subset(images, spread_indices(len(images), limit))
+    if len(images) == 0:
+        raise ValueError("no images to evaluate")
+    if edges not in EDGES:
+        raise ValueError(f"unknown edges {edges!r}; choose one of {', '.join(EDGES)}")
+    device = reconstructor.device
+    factories, skipped = optional_metrics(lpips_weights, fid_weights)
+    stages = STAGES if reconstructor.stages == 2 else STAGES[:2]
+    metrics = {stage: _stage_metrics(factories, device) for stage in stages}
+    loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers)
+    columns: list[list[Tensor]] = []
+    grid_rows = set(spread_indices(len(images), grid_images))  # a grid that samples the whole set
+    for i, batch in enumerate(loader):
+        batch = (batch["image"] if isinstance(batch, dict) else batch).to(device)
+        edge, color = reconstructor.photo_inputs(batch, seed=seed + i)
+        if edges != "canny":
+            edge = drawn_edges_for(batch, "drawn" if edges == "drawn" else "canny", seed=seed + i)
+        final, first = reconstructor.reconstruct_tensors(edge, color)
+        outputs = {"color_domain": color.float(), "first_stage": first, "refined": final}
+        for stage in stages:
+            for name, metric in metrics[stage].items():
+                if name == "fid":
+                    metric.update(batch, real=True)
+                    metric.update(outputs[stage], real=False)
+                else:
+                    metric.update(outputs[stage], batch)
+        rows = [j for j in range(len(batch)) if i * batch_size + j in grid_rows]
+        if rows:
+            shown = [edge.expand_as(batch), color, first] + ([final] if len(stages) == 3 else [])
+            columns.append([t[rows].float().cpu() for t in [*shown, batch]])
+    results = {
+        stage: {name: _value(metric) for name, metric in stage_metrics.items()}
+        for stage, stage_metrics in metrics.items()
+    }
+    first_item = images[0]
+    size = (first_item["image"] if isinstance(first_item, dict) else first_item).shape[-1]
+    report = {
+        "images": len(images),
+        "image_size": int(size),
+        "stages": results,
+        "skipped": skipped,
+        "settings": {**_settings(reconstructor, size), "edges": edges},
+    }
+    return report, evaluation_grid(columns, grid_images)
+
+
+def spread_indices(count: int, limit: int) -> list[int]:
+    """``limit`` indices evenly spread over ``range(count)`` (all of them if ``limit >= count``):
+    a subset that samples the whole set, not its first (often alike) items."""
+    if limit >= count:
+        return list(range(count))
+    return [int(round(i * (count - 1) / max(limit - 1, 1))) for i in range(limit)]
+
+
+def _value(metric: Any) -> float | None:
+    try:
+        value = float(metric.compute())
+    except RuntimeError:  # e.g. FID on a single image
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _settings(reconstructor: Reconstructor, size: int) -> dict[str, Any]:
+
+    values = evaluation_confusion(1, reconstructor.confusion, int(size))
+    settings = {k: int(v[0]) for k, v in values.items() if k != "canny_sigma"}
+    sigma = round(float(values["canny_sigma"][0]), 4)
+    return {"canny_sigma": sigma, **settings, "stages": reconstructor.stages}
+
+
+def evaluation_grid(columns: list[list[Tensor]], rows: int) -> Tensor:
+    """Rows of edge | color domain | first stage | [refined] | ground truth, (3, H', W')."""
+    from torchvision.utils import make_grid
+
+    per_column = [torch.cat(parts)[:rows] for parts in zip(*columns)]
+    tiles = torch.stack(per_column, 1).flatten(0, 1)
+    return make_grid(tiles, nrow=len(per_column), padding=2, pad_value=1.0)
+
+
+def write_report(report: dict[str, Any], grid: Tensor, output_dir: str | Path) -> tuple[Path, Path]:
+    """``report.json`` and ``grid.png`` in ``output_dir``."""
+    from torchvision.utils import save_image
+
+    output_dir = Path(output_dir).expanduser()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    json_path, grid_path = output_dir / "report.json", output_dir / "grid.png"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    save_image(grid, grid_path)
+    return json_path, grid_path
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a small table (markdown), one row per stage."""
+    names = sorted({n for stage in report["stages"].values() for n in stage}, key=_metric_order)
+    lines = ["| stage | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for stage, values in report["stages"].items():
+        cells = ["-" if values.get(n) is None else f"{values[n]:.4f}" for n in names]
+        lines.append(f"| {stage.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _metric_order(name: str) -> int:
+    order = ("psnr", "ssim", "lpips", "fid")
+    return order.index(name) if name in order else len(order)

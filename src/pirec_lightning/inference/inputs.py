@@ -1,0 +1,165 @@
+"""What users hand to inference (tensors, numpy arrays, PIL images, file paths) as batched tensors,
+and the reconstructions back as what they ask for.
+
+Edge files are read as PI-REC reads them: greyscale (mode ``L``), white lines on black, a pixel is
+an edge above 59. Hand-drawn line art (black lines on white) is accepted too: with
+``edge_polarity="auto"`` the majority value of each image is taken as its background.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from pirec_lightning.images import open_image, to_rgb_on_white
+
+__all__ = [
+    "EDGE_POLARITIES",
+    "EDGE_THRESHOLD",
+    "OUTPUT_TYPES",
+    "ImageInput",
+    "binarize_edges",
+    "to_edge_batch",
+    "to_image_batch",
+    "to_output",
+]
+
+#: an 8-bit edge pixel is an edge above this value (PI-REC's reading of its edge PNGs)
+EDGE_THRESHOLD = 59
+EDGE_POLARITIES = ("auto", "white-on-black", "black-on-white")
+OUTPUT_TYPES = ("pt", "np", "pil")
+
+ImageInput = Tensor | np.ndarray | Image.Image | str | os.PathLike | Sequence[Any]
+
+
+def _pil_to_array(image: Image.Image, channels: int) -> np.ndarray:
+    if channels == 1:
+        rgb = to_rgb_on_white(image) if image.mode not in ("L", "1") else image
+        return np.asarray(rgb.convert("L"))[..., None]
+    return np.asarray(to_rgb_on_white(image))
+
+
+def _array_to_tensor(array: np.ndarray, channels: int) -> Tensor:
+    """(H, W), (H, W, C) or (B, H, W, C) numpy -> (B, C, H, W) float in [0, 1]."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"numpy images must be (H, W), (H, W, C) or (B, H, W, C), got {array.shape}"
+        )
+    if not array.flags.writeable:  # torch wants writable memory (e.g. np.asarray of a PIL image)
+        array = array.copy()
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+    return _from_tensor(tensor, channels)
+
+
+def _from_tensor(tensor: Tensor, channels: int) -> Tensor:
+    """(H, W), (C, H, W) or (B, C, H, W); uint8 is scaled from 0-255. -> float (B, C, H, W)."""
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim == 3:
+        tensor = tensor[None]
+    if tensor.ndim != 4:
+        raise ValueError(
+            f"image tensors must be (H, W), (C, H, W) or (B, C, H, W), got {tuple(tensor.shape)}"
+        )
+    if tensor.dtype == torch.uint8:
+        tensor = tensor.float() / 255
+    elif tensor.dtype == torch.bool:
+        tensor = tensor.float()
+    elif not tensor.is_floating_point():
+        raise ValueError(f"image tensors must be float in [0, 1] or uint8, got {tensor.dtype}")
+    tensor = tensor.float()
+    have = tensor.shape[1]
+    if have == 4:  # RGBA: drop alpha (PIL and files composite it onto white instead)
+        tensor, have = tensor[:, :3], 3
+    if have == channels:
+        return tensor
+    if have == 3 and channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114], device=tensor.device).view(1, 3, 1, 1)
+        return (tensor * weights).sum(1, keepdim=True)
+    if have == 1 and channels == 3:
+        return tensor.expand(-1, 3, -1, -1)
+    raise ValueError(f"expected {channels} channel(s), got {have}")
+
+
+def _to_batch(value: ImageInput, channels: int) -> Tensor:
+    if isinstance(value, Tensor):
+        return _from_tensor(value, channels)
+    if isinstance(value, np.ndarray):
+        return _array_to_tensor(value, channels)
+    if isinstance(value, (str, os.PathLike)):
+        value = open_image(value)
+    if isinstance(value, Image.Image):
+        return _array_to_tensor(_pil_to_array(value, channels), channels)
+    if isinstance(value, Sequence) and value:
+        parts = [_to_batch(item, channels) for item in value]
+        sizes = {tuple(p.shape[-2:]) for p in parts}
+        if len(sizes) > 1:
+            raise ValueError(f"images of one batch must share a size, got {sorted(sizes)}")
+        return torch.cat(parts)
+    raise TypeError(
+        "images must be a tensor, a numpy array, a PIL image, a file path or a list of them, "
+        f"got {type(value).__name__}"
+    )
+
+
+def to_image_batch(value: ImageInput) -> Tensor:
+    """Any supported input -> (B, 3, H, W) float32 in [0, 1] (grey expands to RGB; alpha is
+    composited onto white for PIL images and files)."""
+    return _to_batch(value, 3).clamp(0, 1)
+
+
+def binarize_edges(edges: Tensor, edge_polarity: str = "auto") -> Tensor:
+    """Grey edge maps (B, 1, H, W) in [0, 1] -> (B, 1, H, W) in {0, 1}, lines = 1.
+
+    ``"white-on-black"``: a pixel is an edge above 59/255 (PI-REC's files).
+    ``"black-on-white"``: the image is inverted first (hand-drawn line art).
+    ``"auto"``: per image, black-on-white when most pixels are bright (the background is the
+    majority).
+
+    >>> art = torch.ones(1, 1, 8, 8); art[..., 3, :] = 0  # one black line on white
+    >>> binarize_edges(art)[0, 0, :, 0].tolist()
+    [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    if edge_polarity not in EDGE_POLARITIES:
+        raise ValueError(
+            f"unknown edge_polarity {edge_polarity!r}; valid: {', '.join(EDGE_POLARITIES)}"
+        )
+    threshold = EDGE_THRESHOLD / 255
+    bright = edges > threshold
+    if edge_polarity == "white-on-black":
+        return bright.to(edges.dtype)
+    if edge_polarity == "black-on-white":
+        return (1 - edges > threshold).to(edges.dtype)
+    invert = bright.flatten(1).float().mean(1) > 0.5  # (B,): the background is white
+    dark_lines = 1 - edges > threshold
+    return torch.where(invert.view(-1, 1, 1, 1), dark_lines, bright).to(edges.dtype)
+
+
+def to_edge_batch(value: ImageInput, edge_polarity: str = "auto") -> Tensor:
+    """Any supported input -> (B, 1, H, W) float32 in {0, 1}: greyscale, then
+    :func:`binarize_edges` (colour inputs are converted to grey first)."""
+    return binarize_edges(_to_batch(value, 1), edge_polarity)
+
+
+def to_output(images: Tensor, output_type: str = "pt") -> Tensor | np.ndarray | list[Image.Image]:
+    """(B, C, H, W) in [0, 1] -> ``"pt"``: the tensor; ``"np"``: (B, H, W, C) float32 array in
+    [0, 1]; ``"pil"``: a list of B RGB (or L) PIL images."""
+    if output_type == "pt":
+        return images
+    array = images.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+    if output_type == "np":
+        return array
+    if output_type == "pil":
+        bytes_ = np.round(array * 255).astype(np.uint8)
+        return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in bytes_]
+    raise ValueError(f"unknown output_type {output_type!r}; valid: {', '.join(OUTPUT_TYPES)}")

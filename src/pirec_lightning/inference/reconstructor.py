@@ -1,0 +1,350 @@
+"""Reconstruction from edges and color domains: one object shared by Python, the CLI and the app.
+
+>>> rec = Reconstructor.from_checkpoint("runs/quickstart/refinement/checkpoints/last.ckpt")  # doctest: +SKIP
+>>> image = rec.reconstruct("4_edge.png", "4_cd.png", output_type="pil")[0]  # doctest: +SKIP
+>>> image = rec.from_photo("photo.jpg", output_type="pil")[0]  # doctest: +SKIP
+
+:class:`Reconstructor` is a LightningModule (so an ``nn.Module``): ``trainer.predict`` runs it over
+a DataLoader of ``{"edge", "color_domain"}`` batches on any number of devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from pirec_lightning.checkpoints import extract_prefix, model_state, read_checkpoint
+from pirec_lightning.errors import CheckpointError
+from pirec_lightning.inference.inputs import ImageInput, to_edge_batch, to_image_batch, to_output
+from pirec_lightning.models.networks.loading import (
+    build_generator,
+    generator_settings,
+    pirec_settings,
+    read_pirec_generator,
+)
+from pirec_lightning.models.networks.residual import ResidualRefiner
+from pirec_lightning.models.precision import autocast_dtype
+from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor
+from pirec_lightning.preprocess.drawn import prepare_edges
+
+__all__ = ["Reconstructor", "StagePipeline"]
+
+
+def _default_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class StagePipeline(nn.Module):
+    """The bare two-stage computation, scriptable and exportable (TorchScript, ONNX).
+
+    ``forward(edge, color)``: edge (B, 1, H, W) in {0, 1} and color domain (B, 3, H, W) in
+    [0, 1], any B, H, W -> final image (B, 3, H, W) in [0, 1]. The inputs are padded to a
+    multiple of 4 (edges with 0, colors by replication) and the outputs cropped back.
+    """
+
+    __constants__ = ["two_stage"]  # noqa: RUF012 - TorchScript reads it
+
+    def __init__(self, generator: nn.Module, refiner: nn.Module | None = None) -> None:
+        super().__init__()
+        self.generator = generator
+        self.two_stage = refiner is not None
+        # a module either way, so TorchScript sees one type; unused without a refiner
+        self.refiner = refiner if refiner is not None else nn.Identity()
+
+    def forward(self, edge: Tensor, color: Tensor) -> Tensor:
+        return self.stages(edge, color, True)[0]
+
+    @torch.jit.export
+    def stages(self, edge: Tensor, color: Tensor, refine: bool = True) -> tuple[Tensor, Tensor]:
+        """``(final, first stage)``; final is the first stage without refinement."""
+        height, width = edge.shape[-2], edge.shape[-1]
+        # the generator halves the size twice: pad to a multiple of 4 (a literal for TorchScript)
+        pad = [0, (4 - width % 4) % 4, 0, (4 - height % 4) % 4]
+        edge = F.pad(edge, pad)  # no lines in the margin
+        color = F.pad(color, pad, mode="replicate")
+        first = self.generator(torch.cat([color, edge], dim=1))
+        final = first
+        if refine and self.two_stage:
+            final = self.refiner(torch.cat([first, edge], dim=1))
+        return final[:, :, :height, :width], first[:, :, :height, :width]
+
+
+class Reconstructor(pl.LightningModule):
+    """PI-REC's reconstruction: edge + color domain -> first stage (``generator``), optionally
+    refined by a second stage (``refiner``).
+
+    Args:
+        generator: the first stage (the generating phase's generator): (B, 4, H, W) -> (B, 3, H, W).
+        refiner: the second stage (the refinement phase's generator), or None for one stage.
+        confusion: the color-domain settings the model was trained with (a
+            :class:`ConfusionConfig` or a saved ``data.confusion``); :meth:`from_photo` uses its
+            evaluation values scaled to each image.
+        image_size: the training image size, for information (any size is reconstructed).
+        edge_polarity: default polarity of edge inputs (``auto``, ``white-on-black``,
+            ``black-on-white``).
+        preprocess_backend: the ops :meth:`from_photo` uses (``engine`` or ``kornia``).
+
+    The modules are frozen and in eval mode. Inputs of any size are padded to a multiple of 4
+    and cropped back.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        refiner: nn.Module | None = None,
+        confusion: ConfusionConfig | Mapping | None = None,
+        image_size: int | None = None,
+        edge_polarity: str = "auto",
+        preprocess_backend: str = "engine",
+    ) -> None:
+        super().__init__()
+        self.generator = generator
+        self.refiner = refiner
+        self.preprocessor = Preprocessor(None, confusion, enabled=False, backend=preprocess_backend)
+        self.confusion = self.preprocessor.confusion
+        self.image_size = image_size
+        self.edge_polarity = edge_polarity
+        #: the training data settings of a checkpoint (``pirec evaluate`` finds its test split)
+        self.data_settings: dict[str, Any] = {}
+        self.requires_grad_(False)
+        self.eval()
+
+    # ---------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = None
+    ) -> Reconstructor:
+        """From a pirec-lightning checkpoint: refinement -> two stages (its
+        ``preliminary_generator`` then its ``generator``), generating -> one stage.
+
+        The architecture and the color-domain settings come from the checkpoint's saved
+        hyperparameters. ``device``: default CUDA when available, else CPU.
+
+        Raises:
+            CheckpointError: missing/unsafe file, an imitation checkpoint, or foreign weights.
+        """
+        checkpoint = read_checkpoint(path, "checkpoint")
+        state = model_state(
+            checkpoint,
+            path,
+            fix="original PI-REC weights load with Reconstructor.from_pirec / pirec reconstruct "
+            "--pirec-generator",
+        )
+        phase = checkpoint.get("pirec_phase")
+        if phase is None and any(k.startswith("preliminary_generator.") for k in state):
+            phase = "refinement"
+        if phase == "imitation":
+            raise CheckpointError(
+                f"{path} is an imitation checkpoint, which only fills holes in photos; pass the "
+                "generating or refinement phase's checkpoint (e.g. <run>/refinement/checkpoints/"
+                "last.ckpt)"
+            )
+        if phase not in ("generating", "refinement"):
+            raise CheckpointError(
+                f"{path} does not say which phase wrote it (no 'pirec_phase'); pass a generating "
+                "or refinement checkpoint written by pirec-lightning"
+            )
+        hparams = checkpoint.get("hyper_parameters") or {}
+        node = (hparams.get("model") or {}).get("generator")
+        # the saved config rebuilds the network; shapes are the fallback for hand-made files
+        settings = (
+            generator_settings(node)
+            if node
+            else pirec_settings(extract_prefix(state, "generator."))
+        )
+        source = str(path)
+        if phase == "refinement":
+            first = build_generator(
+                settings, extract_prefix(state, "preliminary_generator."), source
+            )
+            refiner = build_generator(settings, extract_prefix(state, "generator."), source)
+            if hparams.get("residual"):  # trained to paint a correction of the first stage
+                refiner = ResidualRefiner(refiner)
+        else:
+            first, refiner = (
+                build_generator(settings, extract_prefix(state, "generator."), source),
+                None,
+            )
+        data = checkpoint.get("datamodule_hyper_parameters") or {}
+        model = cls(
+            first,
+            refiner,
+            confusion=data.get("confusion"),
+            image_size=data.get("image_size"),
+            preprocess_backend=data.get("preprocess_backend", "engine"),
+        )
+        model.data_settings = dict(data)
+        return model.to(_default_device(device))
+
+    @classmethod
+    def from_pirec(
+        cls,
+        generator_path: str | Path,
+        refiner_path: str | Path | None = None,
+        device: str | torch.device | None = None,
+    ) -> Reconstructor:
+        """From the original PI-REC release: ``G_Model_gen_*.pth`` (first stage) and optionally
+        ``R_Model_gen_*.pth`` (refinement), each ``{'iteration': int, 'generator': state_dict}``.
+
+        The color-domain settings are PI-REC's defaults (:class:`ConfusionConfig`).
+        """
+        generator, _ = read_pirec_generator(generator_path)
+        refiner = read_pirec_generator(refiner_path)[0] if refiner_path is not None else None
+        return cls(generator, refiner, image_size=128).to(_default_device(device))
+
+    # ------------------------------------------------------------------------------- the model
+    @property
+    def stages(self) -> int:
+        """1 (first stage only) or 2 (with refinement)."""
+        return 1 if self.refiner is None else 2
+
+    def train(self, mode: bool = True) -> Reconstructor:
+        return super().train(False)  # inference only: instance norm and all stay in eval mode
+
+    def forward(self, edge: Tensor, color: Tensor, refine: bool = True) -> Tensor:
+        """Final image (B, 3, H, W) in [0, 1] from edge (B, 1, H, W) in {0, 1} and color domain
+        (B, 3, H, W) in [0, 1]; any H, W (padded to a multiple of 4 and cropped back)."""
+        return self.stages_forward(edge, color, refine)[0]
+
+    def stages_forward(
+        self, edge: Tensor, color: Tensor, refine: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """``(final, first stage)``, each (B, 3, H, W) in [0, 1]; final is the first stage when
+        ``refine`` is False or there is no refiner."""
+        return StagePipeline(self.generator, self.refiner).stages(edge, color, refine)
+
+    def reconstruct_tensors(
+        self, edge: Tensor, color: Tensor, refine: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """``(final, first stage)`` (B, 3, H, W) float32 in [0, 1] from edge (B, 1, H, W) in
+        {0, 1} and color (B, 3, H, W) in [0, 1] as they are (no conversion, no polarity): on this
+        model's device, ``inference_mode``, autocast on CUDA."""
+        if edge.shape[0] != color.shape[0] or edge.shape[-2:] != color.shape[-2:]:
+            raise ValueError(
+                f"edge {tuple(edge.shape)} and color {tuple(color.shape)} must share batch "
+                "size and image size"
+            )
+        device = self.device
+        edge, color = edge.to(device), color.to(device)
+        with torch.inference_mode():
+            if device.type == "cuda":
+                with torch.autocast("cuda", dtype=autocast_dtype("cuda")):
+                    final, first = self.stages_forward(edge, color, refine)
+            else:
+                final, first = self.stages_forward(edge, color, refine)
+        return final.float().clamp(0, 1), first.float().clamp(0, 1)
+
+    # ------------------------------------------------------------------------------ public API
+    def reconstruct(
+        self,
+        edge: ImageInput,
+        color: ImageInput,
+        refine: bool = True,
+        return_preliminary: bool = False,
+        output_type: str = "pt",
+        edge_polarity: str | None = None,
+        edge_style: str = "canny",
+    ) -> Any:
+        """Reconstruct images from edges and color domains.
+
+        Args:
+            edge: (B, 1, H, W) in {0, 1}; or numpy arrays ((H, W), (H, W, C), (B, H, W, C), uint8
+                or float in [0, 1]), PIL images, file paths, or a list of them. Grey values are
+                binarized above 59/255 after the polarity is resolved.
+            color: (B, 3, H, W) in [0, 1], or the same kinds of input as ``edge`` (RGB).
+            refine: run the second stage when there is one.
+            return_preliminary: also return the first stage's image.
+            output_type: ``"pt"`` (tensor on this model's device), ``"np"`` ((B, H, W, 3) float32
+                in [0, 1]) or ``"pil"`` (a list of PIL images).
+            edge_polarity: ``auto`` (the majority value is the background),
+                ``white-on-black`` (PI-REC's files) or ``black-on-white`` (line art); default
+                ``self.edge_polarity``.
+            edge_style: ``canny`` (edges as the model was trained on) or ``drawn`` (lines a
+                person drew: strokes are thinned to 1 pixel first, see
+                :func:`pirec_lightning.preprocess.drawn.prepare_edges`).
+
+        Returns:
+            The final images, or ``(final, first stage)`` with ``return_preliminary``.
+        """
+        edge_batch = prepare_edges(
+            to_edge_batch(edge, edge_polarity or self.edge_polarity), edge_style
+        )
+        color_batch = to_image_batch(color)
+        final, first = self.reconstruct_tensors(edge_batch, color_batch, refine)
+        if return_preliminary:
+            return to_output(final, output_type), to_output(first, output_type)
+        return to_output(final, output_type)
+
+    def photo_inputs(
+        self,
+        image: ImageInput,
+        sigma: float | None = None,
+        median_kernel: int | None = None,
+        k: int | None = None,
+        second_median_kernel: int | None = None,
+        seed: int = 0,
+    ) -> tuple[Tensor, Tensor]:
+        """Edge (B, 1, H, W) in {0, 1} and color domain (B, 3, H, W) in [0, 1] of photos, by the
+        preprocessing engine. Unset values are the checkpoint's evaluation values scaled to
+        min(H, W); set values are in pixels of these images. ``seed`` fixes K-means."""
+        images = to_image_batch(image).to(self.device)
+        generator = torch.Generator(device=images.device).manual_seed(seed)
+        fixed = {
+            "canny_sigma": sigma,
+            "median_kernel": median_kernel,
+            "k": k,
+            "second_median_kernel": second_median_kernel,
+        }
+        with torch.inference_mode():
+            made = self.preprocessor(
+                images, "predict", ("edge", "color_domain"), generator=generator, params=fixed
+            )
+        return made["edge"], made["color_domain"]
+
+    def from_photo(
+        self,
+        image: ImageInput,
+        sigma: float | None = None,
+        median_kernel: int | None = None,
+        k: int | None = None,
+        second_median_kernel: int | None = None,
+        refine: bool = True,
+        return_preliminary: bool = False,
+        output_type: str = "pt",
+        seed: int = 0,
+    ) -> Any:
+        """Reconstruct photos from their own edge and color domain (:meth:`photo_inputs`), as
+        :meth:`reconstruct` does; ``image`` takes the same kinds of input as its ``color``."""
+        edge, color = self.photo_inputs(image, sigma, median_kernel, k, second_median_kernel, seed)
+        final, first = self.reconstruct_tensors(edge, color, refine)
+        if return_preliminary:
+            return to_output(final, output_type), to_output(first, output_type)
+        return to_output(final, output_type)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
+        """``{"edge", "color_domain", ...}`` -> the batch with ``output`` and ``preliminary``
+        (B, 3, H, W) in [0, 1] added, for ``trainer.predict``."""
+        final, first = self.stages_forward(batch["edge"].float(), batch["color_domain"].float())
+        return {
+            **batch,
+            "output": final.float().clamp(0, 1),
+            "preliminary": first.float().clamp(0, 1),
+        }
+
+
+def save_images(images: Tensor, paths: list[str | Path]) -> None:
+    """Write (B, 3, H, W) images in [0, 1] as 8-bit PNGs/JPEGs, one per path."""
+    array = np.round(images.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255)
+    for image, path in zip(array.astype(np.uint8), paths):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
