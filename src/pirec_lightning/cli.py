@@ -32,6 +32,7 @@ from pirec_lightning.inference.evaluate import (
 )
 from pirec_lightning.inference.export import export
 from pirec_lightning.inference.pairs import reconstruct_folder
+from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, list_models
 from pirec_lightning.training import main as train_main
 
 EXAMPLES = "examples:\n  "
@@ -68,8 +69,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ reconstruct
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """--checkpoint | --pirec-generator [--pirec-refiner], --device (shared by subcommands)."""
+    """--model | --checkpoint | --pirec-generator [--pirec-refiner], --device (shared by
+    subcommands)."""
     model = parser.add_mutually_exclusive_group(required=required)
+    model.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"a model bundled with the package ({', '.join(list_models()) or 'none installed'})",
+    )
     model.add_argument("--checkpoint", help="a generating or refinement checkpoint (.ckpt)")
     model.add_argument("--pirec-generator", help="original PI-REC G_Model_gen_*.pth")
     parser.add_argument("--pirec-refiner", help="original PI-REC R_Model_gen_*.pth (refinement)")
@@ -77,9 +84,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
 
 
 def load_reconstructor(args: argparse.Namespace):
+    if args.pirec_refiner is not None and args.pirec_generator is None:
+        raise ValueError("--pirec-refiner goes with --pirec-generator")
+    if args.model is not None:
+        return Reconstructor.pretrained(args.model, device=args.device)
     if args.checkpoint is not None:
-        if args.pirec_refiner is not None:
-            raise ValueError("--pirec-refiner goes with --pirec-generator, not --checkpoint")
         return Reconstructor.from_checkpoint(args.checkpoint, device=args.device)
     return Reconstructor.from_pirec(args.pirec_generator, args.pirec_refiner, device=args.device)
 
@@ -299,15 +308,15 @@ def add_app(commands) -> None:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    if args.pirec_refiner is not None and args.pirec_generator is None:
-        raise ValueError("--pirec-refiner goes with --pirec-generator")
     try:
         require_gradio()  # before loading a model, so a missing extra fails at once
     except ImportError as error:
         raise ValueError(str(error)) from error
-    with_model = args.checkpoint is not None or args.pirec_generator is not None
-    model = load_reconstructor(args) if with_model else None
-    source = str(args.checkpoint or args.pirec_generator or "")
+    chosen = args.model or args.checkpoint or args.pirec_generator
+    if chosen is None and DEFAULT_MODEL in list_models():  # no training needed to start
+        args.model = chosen = DEFAULT_MODEL
+    model = load_reconstructor(args) if chosen is not None else None
+    source = f"{PREFIX}{chosen}" if args.model else str(chosen or "")
     try:
         examples = find_examples(default_example_roots(args.examples))
         launch(build_app(model, examples, source=source), host=args.host, port=args.port)

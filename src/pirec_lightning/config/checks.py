@@ -17,14 +17,15 @@ from typing import Any
 
 import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pirec_lightning.data.settings import check_data_settings
-from pirec_lightning.errors import ConfigError, one_line
+from pirec_lightning.errors import CheckpointError, ConfigError, one_line
 from pirec_lightning.models.losses import VGGWeightsUnavailable, resolve_vgg19_weights
 from pirec_lightning.models.precision import PRECISIONS
 from pirec_lightning.models.settings import check_loss_settings, check_model_settings
 from pirec_lightning.phases import PHASES
+from pirec_lightning.pretrained import PREFIX, model_file
 
 __all__ = [
     "check_known_keys",
@@ -46,6 +47,38 @@ def _require_path(value: Any, key: str, kind: str, fix: str) -> None:
     path = Path(str(value)).expanduser()
     if not (path.is_dir() if kind == "folder" else path.is_file()):
         raise ConfigError(f"{key} {kind} does not exist: {value}; {fix}")
+
+
+def _resolved(cfg: DictConfig) -> None:
+    """Resolve every interpolation of ``cfg``.
+
+    Raises:
+        ConfigError: an interpolation does not resolve.
+    """
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as error:  # noqa: BLE001 - report any resolution failure as one line
+        raise ConfigError(f"config does not resolve: {one_line(error)}") from error
+
+
+def _values(node: Any) -> Any:
+    """A config node as plain containers for its owner's checks: interpolations resolved where
+    they can be (one that cannot is left out here and reported by :func:`_resolved`), a
+    missing value as ``"???"``."""
+    if isinstance(node, DictConfig):
+        values = {}
+        for key in node:
+            if OmegaConf.is_missing(node, key):
+                values[str(key)] = "???"
+                continue
+            try:
+                values[str(key)] = _values(node[key])
+            except Exception:  # noqa: BLE001 - reported by _resolved, after the key checks
+                continue
+        return values
+    if isinstance(node, ListConfig):
+        return [_values(item) for item in node]
+    return node
 
 
 def check_trainer_settings(trainer: Mapping[str, Any]) -> None:
@@ -81,25 +114,28 @@ def validate_config(cfg: DictConfig) -> None:
     if not (phase in PHASES or phase == "all"):
         raise ConfigError(f"unknown phase {phase!r}; valid phases: {', '.join([*PHASES, 'all'])}")
     try:
-        # resolve every interpolation now, so a typo in one fails here and not mid-run
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-    except Exception as error:  # noqa: BLE001 - report any resolution failure as one line
-        raise ConfigError(f"config does not resolve: {one_line(error)}") from error
-    try:
-        check_data_settings(resolved["data"])
-        check_model_settings(resolved["model"])
-        check_loss_settings(resolved["loss"])
-        check_trainer_settings(resolved["trainer"])
+        check_data_settings(_values(cfg.data))
+        check_model_settings(_values(cfg.model))
+        check_loss_settings(_values(cfg.loss))
+        check_trainer_settings(_values(cfg.trainer))
     except ValueError as error:
         raise ConfigError(one_line(error)) from error
     _require_path(
         cfg.get("ckpt_path"), "ckpt_path", "file", "give a .ckpt file written by an earlier run"
     )
-    _require_path(
-        cfg.get("init_from"), "init_from", "file", "give an earlier phase's checkpoints/last.ckpt"
-    )
+    init_from = cfg.get("init_from")
+    if init_from is not None and str(init_from).startswith(PREFIX):
+        try:
+            model_file(str(init_from))
+        except CheckpointError as error:
+            raise ConfigError(f"init_from={init_from}: {one_line(error)}") from None
+    else:
+        _require_path(
+            init_from, "init_from", "file", "give an earlier phase's checkpoints/last.ckpt"
+        )
     check_known_keys(cfg)
     check_runtime(cfg)
+    _resolved(cfg)  # every interpolation, so a typo in one fails here and not mid-run
 
 
 def check_sources(cfg: DictConfig, init_from: Mapping[str, Any] | None) -> None:

@@ -34,6 +34,7 @@ from pirec_lightning.models.networks.residual import ResidualRefiner
 from pirec_lightning.models.precision import autocast_dtype
 from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor
 from pirec_lightning.preprocess.drawn import prepare_edges
+from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, read_pretrained
 
 __all__ = ["Reconstructor", "StagePipeline"]
 
@@ -133,7 +134,30 @@ class Reconstructor(pl.LightningModule):
         Raises:
             CheckpointError: missing/unsafe file, an imitation checkpoint, or foreign weights.
         """
-        checkpoint = read_checkpoint(path, "checkpoint")
+        return cls.from_checkpoint_dict(read_checkpoint(path, "checkpoint"), path, device)
+
+    @classmethod
+    def pretrained(
+        cls, name: str | None = None, device: str | torch.device | None = None
+    ) -> Reconstructor:
+        """A model bundled with the package (``None``: :data:`~pirec_lightning.pretrained.DEFAULT_MODEL`;
+        :func:`~pirec_lightning.pretrained.list_models` names them), with no training.
+
+        Raises:
+            CheckpointError: unknown name (the message lists the bundled models).
+        """
+        name = name or DEFAULT_MODEL
+        return cls.from_checkpoint_dict(read_pretrained(name), f"{PREFIX}{name}", device)
+
+    @classmethod
+    def from_checkpoint_dict(
+        cls,
+        checkpoint: Mapping[str, Any],
+        path: str | Path,
+        device: str | torch.device | None = None,
+    ) -> Reconstructor:
+        """From a checkpoint already read (see :meth:`from_checkpoint`); ``path`` names it in
+        messages."""
         state = model_state(
             checkpoint,
             path,

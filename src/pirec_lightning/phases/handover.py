@@ -21,6 +21,7 @@ from pirec_lightning.checkpoints import (
     read_checkpoint,
 )
 from pirec_lightning.errors import CheckpointError, HandOverError
+from pirec_lightning.pretrained import PREFIX, read_pretrained
 
 __all__ = ["init_from_checkpoint", "read_init_from"]
 
@@ -28,9 +29,13 @@ _FIX = "use the model settings (model.generator / model.discriminator) it was tr
 
 
 def read_init_from(path: str | Path) -> dict[str, Any]:
-    """The ``init_from`` checkpoint, read once (``weights_only``); its ``state_dict`` checked."""
+    """The ``init_from`` checkpoint, read once (``weights_only``), or a bundled model for
+    ``pretrained:<name>``; its ``state_dict`` checked."""
     try:
-        checkpoint = read_checkpoint(Path(path).expanduser(), "init_from checkpoint")
+        if str(path).startswith(PREFIX):  # a model bundled with the package
+            checkpoint = read_pretrained(str(path))
+        else:
+            checkpoint = read_checkpoint(Path(path).expanduser(), "init_from checkpoint")
     except HandOverError:
         raise
     except CheckpointError as error:
