@@ -59,3 +59,21 @@ def test_bad_entries_name_the_key():
         build_augmentation({"blur": {"p": 0.5}})
     with pytest.raises(ValueError, match=r"data.augment.rotation.p must be in \[0, 1\]"):
         build_augmentation({"rotation": {"p": 2}})
+
+
+def test_extra_channel_moves_with_the_picture_and_skips_colour():
+    """data=avatars: the line art (4th channel, -1 where an item has none) follows every
+    geometric transform of its picture, is left out of the colour ones and is not clamped."""
+    torch.manual_seed(0)
+    augmentation = build_augmentation(
+        {"horizontal_flip": {"p": 1.0}, "color_jitter": {"p": 1.0, "brightness": 0.5}}
+    )
+    picture = torch.rand(2, 3, 16, 16)
+    art = torch.zeros(2, 1, 16, 16)
+    art[0, :, :, 2] = 1  # a vertical line near the left
+    art[1] = -1
+    out = augmentation(torch.cat([picture, art], dim=1))
+    assert out.shape == (2, 4, 16, 16)
+    assert torch.equal(out[0, 3], art[0, 0].flip(-1))  # on the right after the flip
+    assert torch.equal(out[1, 3], art[1, 0])  # "no line art" survives
+    assert 0 <= out[:, :3].min() and out[:, :3].max() <= 1

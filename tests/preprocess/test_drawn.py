@@ -20,6 +20,7 @@ from pirec_lightning.preprocess.drawn import (
     drawn_lines,
     prepare_edges,
     thin_edges,
+    use_line_art,
 )
 
 
@@ -173,3 +174,36 @@ def test_prepare_edges_styles() -> None:
     assert torch.equal(prepare_edges(strokes, "drawn"), thin_edges(strokes))
     with pytest.raises(ValueError, match="canny, drawn"):
         prepare_edges(strokes, "pencil")
+
+
+def test_use_line_art_replaces_only_items_that_have_it():
+    edges = torch.zeros(4, 1, 32, 32)
+    art = torch.zeros(4, 1, 32, 32)
+    art[..., 10:13, 4:28] = 1  # a 3-pixel stroke
+    available = torch.tensor([True, True, False, True])
+    out = use_line_art(edges, art, available, probability=1.0, dilation=(0, 0), thinning=0.0)
+    assert torch.equal(out[[0, 1, 3]], art[[0, 1, 3]])
+    assert out[2].sum() == 0  # no line art: its own edges
+    thinned = use_line_art(edges, art, available, probability=1.0, dilation=(0, 0), thinning=1.0)
+    assert thinned[0, 0, :, 15].sum() == 1  # one pixel across the stroke
+    assert torch.equal(thinned[0], thin_edges(art[:1])[0])
+    never = use_line_art(edges, art, available, probability=0.0)
+    assert torch.equal(never, edges)
+
+
+def test_use_line_art_widens_by_the_drawn_radius():
+    edges = torch.zeros(64, 1, 16, 16)
+    art = torch.zeros(64, 1, 16, 16)
+    art[..., 8, 2:14] = 1
+    out = use_line_art(
+        edges,
+        art,
+        torch.ones(64, dtype=torch.bool),
+        probability=1.0,
+        dilation=(0, 2),
+        thinning=0.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    widths = out[:, 0, :, 8].sum(1)
+    assert set(widths.tolist()) == {1.0, 3.0, 5.0}  # radius 0, 1, 2 all drawn
+    assert torch.equal(out, dilate_edges(art, ((widths - 1) / 2).long()))

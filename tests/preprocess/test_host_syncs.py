@@ -152,3 +152,19 @@ def test_constants_are_made_once_not_per_batch():
         with made:
             preprocessor(images, stage)
         assert made.calls == [], made.calls
+
+
+def test_line_art_adds_no_host_sync():
+    """``confusion.line_art``: the items' own line art replaces Canny with no read back."""
+    preprocessor = Preprocessor(64, {"line_art": 0.5})
+    images = torch.rand(4, 3, 64, 64)
+    line_art = (torch.rand(4, 1, 64, 64) > 0.9).float()
+    line_art[1] = -1  # an item without line art
+    plain, with_art = SyncCalls(), SyncCalls()
+    with plain:
+        preprocessor(images, "fit", ("edge",), generator=torch.Generator().manual_seed(0))
+    with with_art:
+        preprocessor(
+            images, "fit", ("edge",), generator=torch.Generator().manual_seed(0), line_art=line_art
+        )
+    assert collections.Counter(with_art.calls) == collections.Counter(plain.calls)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import kornia.augmentation as K
+import torch
 from torch import Tensor, nn
 
 __all__ = ["AUGMENTATIONS", "build_augmentation"]
@@ -79,9 +80,14 @@ class Augmentation(nn.Module):
         self.transforms = nn.ModuleList(transforms)
 
     def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1], or (B, 3 + C, H, W): the extra channels (an item's line art)
+        move with the picture through the geometric transforms and skip the colour ones."""
         for transform in self.transforms:
-            images = transform(images)
-        return images.clamp(0, 1)
+            if images.shape[1] > 3 and isinstance(transform, K.ColorJitter):
+                images = torch.cat([transform(images[:, :3]), images[:, 3:]], dim=1)
+            else:
+                images = transform(images)
+        return torch.cat([images[:, :3].clamp(0, 1), images[:, 3:]], dim=1)
 
 
 def build_augmentation(config: Mapping[str, Any] | None) -> Augmentation | None:

@@ -325,8 +325,15 @@ class PIRECDataModule(pl.LightningDataModule):
             images = batch["image"]
             if stage == "fit" and self.augmentation is not None:
                 images = self.augmentation(images)
+            line_art = None
+            if images.shape[1] == 4:  # data=avatars: RGB + line art (all -1 where there is none)
+                images, line_art = images[:, :3], images[:, 3:]
             made = self._preprocessors[size](
-                images, stage=stage, outputs=self.required_outputs(), generator=generator
+                images,
+                stage=stage,
+                outputs=self.required_outputs(),
+                generator=generator,
+                line_art=line_art,
             )
         return {**batch, **made}
 

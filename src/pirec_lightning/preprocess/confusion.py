@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from pirec_lightning.preprocess._checks import check_images, constant
 from pirec_lightning.preprocess.color import color_domain
-from pirec_lightning.preprocess.drawn import augment_drawn_edges
+from pirec_lightning.preprocess.drawn import augment_drawn_edges, use_line_art
 from pirec_lightning.preprocess.edges import canny_edges
 from pirec_lightning.preprocess.kornia_ops import kornia_canny_edges, kornia_color_domain
 from pirec_lightning.preprocess.masks import edge_dropout, free_form_masks
@@ -88,6 +88,12 @@ class ConfusionConfig:
             picture's outlines as a person traces them (one line per outline; see
             :func:`~pirec_lightning.preprocess.drawn.augment_drawn_edges`).
         dark_threshold: grey level below which a pixel counts as dark (ink).
+        line_art: probability that a training sample with line art (``data=avatars``) gets
+            it as its edge map instead of its Canny edges
+            (:func:`~pirec_lightning.preprocess.drawn.use_line_art`); 0 turns it off.
+        line_art_dilation: (lo, hi) stroke radius added to such a sample's line art, in pixels
+            at the WORKING size.
+        line_art_thinning: probability that such a sample's line art is thinned to 1 pixel.
 
     >>> ConfusionConfig().median_kernel
     (15, 35)
@@ -110,6 +116,9 @@ class ConfusionConfig:
     dark_contours: float = 0.5
     dark_threshold: float = 0.25
     drawn_outlines: float = 0.5
+    line_art: float = 0.0
+    line_art_dilation: tuple[int, int] = (0, 1)
+    line_art_thinning: float = 0.3
 
     def __post_init__(self) -> None:
         # Hydra hands lists (ListConfig); store tuples so the config stays hashable and comparable.
@@ -120,9 +129,11 @@ class ConfusionConfig:
             "second_median_kernel",
             "mask_coverage",
             "edge_dilation",
+            "line_art_dilation",
         ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in ("canny_sigma", "median_kernel", "k", "mask_coverage", "edge_dilation"):
+        pairs = ("canny_sigma", "median_kernel", "k", "mask_coverage", "edge_dilation")
+        for name in (*pairs, "line_art_dilation"):
             value = getattr(self, name)
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(f"{name} must be a (lo, hi) pair with lo <= hi, got {value}")
@@ -148,11 +159,15 @@ class ConfusionConfig:
             "dark_contours",
             "dark_threshold",
             "drawn_outlines",
+            "line_art",
+            "line_art_thinning",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.edge_dilation[0] < 0 or any(int(v) != v for v in self.edge_dilation):
-            raise ValueError(f"edge_dilation must be integers >= 0, got {self.edge_dilation}")
+        for name in ("edge_dilation", "line_art_dilation"):
+            value = getattr(self, name)
+            if value[0] < 0 or any(int(v) != v for v in value):
+                raise ValueError(f"{name} must be integers >= 0, got {value}")
         if self.reference_size < 1:
             raise ValueError(f"reference_size must be >= 1, got {self.reference_size}")
 
@@ -390,8 +405,13 @@ class Preprocessor(nn.Module):
         outputs: Sequence[str] = OUTPUTS,
         generator: torch.Generator | None = None,
         params: Mapping[str, float | int | Tensor | None] | None = None,
+        line_art: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Make the requested ``outputs`` of ``images`` for ``stage``.
+
+        ``line_art`` (B, 1, H, W): the items' own line art, 1 = ink, or all -1 for an item
+        without (``data=avatars``); in training a fraction ``confusion.line_art`` of the items
+        that have it take it as their edge map.
 
         ``params`` fixes any of ``canny_sigma``, ``median_kernel``, ``k``,
         ``second_median_kernel`` (a number or a (B,) tensor, in pixels of these images, not
@@ -454,6 +474,21 @@ class Preprocessor(nn.Module):
                         contours=config.dark_contours,
                         threshold=config.dark_threshold,
                         outlines=config.drawn_outlines,
+                        generator=forks["edge"],
+                    )
+                if config.line_art > 0 and line_art is not None:  # the artists' own lines
+                    art = edge_dropout(
+                        (line_art > 0.5).to(edge.dtype),
+                        config.edge_dropout,
+                        generator=forks["edge"],
+                    )
+                    edge = use_line_art(
+                        edge,
+                        art,
+                        line_art.amax(dim=(1, 2, 3)) >= 0,
+                        probability=config.line_art,
+                        dilation=config.line_art_dilation,
+                        thinning=config.line_art_thinning,
                         generator=forks["edge"],
                     )
             result["edge"] = edge

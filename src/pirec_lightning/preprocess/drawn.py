@@ -97,12 +97,15 @@ def _neighbours(x: Tensor) -> list[Tensor]:
     return [p[..., i : i + h, j : j + w] for i, j in offsets]
 
 
-def thin_edges(edges: Tensor, max_iterations: int | None = None) -> Tensor:
+def thin_edges(edges: Tensor, max_iterations: int | None = None, early_stop: bool = True) -> Tensor:
     """Thin strokes to 1-pixel lines (Zhang & Suen 1984, both sub-iterations in parallel).
 
     Args:
         edges: (B, 1, H, W) in {0, 1}.
         max_iterations: stop after this many passes (default: until nothing changes).
+        early_stop: stop as soon as a pass removes nothing (reads one flag per pass from the
+            device); False runs exactly ``max_iterations`` passes with no host sync (a stroke
+            ``2 * max_iterations`` pixels wide is fully thinned).
 
     Returns:
         (B, 1, H, W) in {0, 1}, same dtype: a subset of ``edges`` with the same connectivity.
@@ -127,10 +130,13 @@ def thin_edges(edges: Tensor, max_iterations: int | None = None) -> Tensor:
             else:
                 side = (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
             remove = (x == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & side
+            if not early_stop:
+                x = x * (~remove).to(x.dtype)
+                continue
             if remove.any():
                 x = x * (~remove).to(x.dtype)
                 changed = True
-        if not changed:
+        if early_stop and not changed:
             break
     return x.to(edges.dtype)
 
@@ -314,6 +320,59 @@ def augment_drawn_edges(
         lines = torch.where(thin, thin_edges(lines), lines)
     out[picked] = lines
     return out
+
+
+def use_line_art(
+    edges: Tensor,
+    line_art: Tensor,
+    available: Tensor,
+    *,
+    probability: float,
+    dilation: tuple[int, int] = (0, 1),
+    thinning: float = 0.5,
+    thin_passes: int = 4,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Replace a fraction of a batch's edge maps by the artists' own line art (training only),
+    with no host sync.
+
+    Each sample that has line art takes it instead of its edges with probability
+    ``probability``; its strokes are widened by a radius drawn uniformly from ``dilation``
+    (inclusive) and thinned to 1-pixel lines with probability ``thinning`` (what
+    ``edge_style="drawn"`` does at inference), so the model reads line art both as drawn and
+    thinned.
+
+    Args:
+        edges: (B, 1, H, W) in {0, 1} (Canny, or already restyled).
+        line_art: (B, 1, H, W) in {0, 1}, 1 = ink.
+        available: (B,) bool, the samples that have line art.
+        probability, thinning: per-sample probabilities in [0, 1].
+        dilation: (lo, hi) stroke radius in pixels at the working size, 0 <= lo <= hi.
+        thin_passes: thinning passes (each removes one pixel per side).
+        generator: random source on the edges' device.
+
+    Returns:
+        (B, 1, H, W) in {0, 1}, the dtype of ``edges``.
+
+    >>> edges, art = torch.zeros(2, 1, 8, 8), torch.ones(2, 1, 8, 8)
+    >>> use_line_art(edges, art, torch.tensor([True, False]), probability=1.0).sum((1, 2, 3))
+    tensor([64.,  0.])
+    """
+    _check_edges(edges)
+    batch, device = len(edges), edges.device
+    draws = torch.rand((2, batch), generator=generator, device=device)
+    lo, hi = int(dilation[0]), int(dilation[1])
+    radius = torch.randint(lo, hi + 1, (batch,), generator=generator, device=device)
+    lines = (line_art > 0.5).to(edges.dtype)
+    widened = lines
+    for r in range(max(lo, 1), hi + 1):  # the range is known on the host: nothing is read
+        kernel = disk(r, device).to(edges.dtype)[None, None]
+        grown = (F.conv2d(lines, kernel, padding=r) > 0.5).to(edges.dtype)
+        widened = torch.where((radius == r).view(-1, 1, 1, 1), grown, widened)
+    thin = (draws[1] < thinning).view(-1, 1, 1, 1)
+    drawn = torch.where(thin, thin_edges(widened, thin_passes, early_stop=False), widened)
+    use = ((draws[0] < probability) & available.to(torch.bool)).view(-1, 1, 1, 1)
+    return torch.where(use, drawn, edges)
 
 
 def prepare_edges(edges: Tensor, edge_style: str = "canny") -> Tensor:
