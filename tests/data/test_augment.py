@@ -76,4 +76,4 @@ def test_extra_channel_moves_with_the_picture_and_skips_colour():
     assert out.shape == (2, 4, 16, 16)
     assert torch.equal(out[0, 3], art[0, 0].flip(-1))  # on the right after the flip
     assert torch.equal(out[1, 3], art[1, 0])  # "no line art" survives
-    assert 0 <= out[:, :3].min() and out[:, :3].max() <= 1
+    assert out[:, :3].min() >= 0 and out[:, :3].max() <= 1
