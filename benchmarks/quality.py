@@ -4,8 +4,12 @@ For each checkpoint (a refinement ``last.ckpt`` holds both stages; a generating 
 only) it runs :func:`pirec_lightning.inference.evaluate.evaluate` (the evaluation settings: fixed Canny
 sigma, median kernels and K) on
 
-- the checkpoint's own test split (the embedded emoji for the quickstart) and the Noto emoji
-  (``--noto``, a style nobody trains on; ``--noto-count`` images spread evenly over the font);
+- the avatars test split (``data=avatars``, with its held-out styles) when the model was trained
+  on the avatars (or with ``--avatars``), at the model's size, also with the artists' own line
+  art as the edges (``line_art``);
+- the embedded emoji's test split and the Noto emoji (``--noto``, a style nobody trains on;
+  ``--noto-count`` images spread evenly over the font), at ``--emoji-size`` (default: the
+  model's size; 64 compares a 128 px model with the 64 px quickstart);
 - with Canny edges, and with the synthetic drawn-lines set (``--edges drawn``: one 3-pixel stroke
   per outline, fed with ``edge_style="drawn"``, and ``drawn-as-is``: the same strokes unthinned),
 
@@ -35,6 +39,7 @@ from torchvision.utils import save_image
 
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.evaluate import EDGES, checkpoint_test_split, evaluate, image_source
+from pirec_lightning.pretrained import PREFIX
 
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 COLUMNS = {"color_domain": "color domain", "first_stage": "stage 1", "refined": "stage 2"}
@@ -56,14 +61,50 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         cells = " | ".join(cell(r["stages"].get(stage)) for stage in COLUMNS)
-        lines.append(f"| {r['model']} | {r['set']} ({r['images']}) | {r['edges']} | {cells} |")
+        where = f"{r['set']} ({r['images']}, {r['image_size']} px)"
+        lines.append(f"| {r['model']} | {where} | {r['edges']} | {cells} |")
     note = f"{unit}, higher is better" + ("; LPIPS lower is better" if lpips else "")
-    return "\n".join(lines) + f"\n\n({note}; {rows[0]['image_size']} px.)"
+    return "\n".join(lines) + f"\n\n({note}.)"
+
+
+def load_model(path: str) -> Reconstructor:
+    """A checkpoint, or a bundled model as ``pretrained:<name>``."""
+    if path.startswith(PREFIX):
+        return Reconstructor.pretrained(path.removeprefix(PREFIX), device="cpu")
+    return Reconstructor.from_checkpoint(path, device="cpu")
+
+
+def evaluation_sets(model: Reconstructor, args: argparse.Namespace) -> dict[str, tuple]:
+    """``{set name: (dataset, edge kinds)}`` for ``model``."""
+    data = dict(model.data_settings)
+    size = int(model.image_size)
+    sets = {}
+    if data.get("avatars") is not None or args.avatars:
+        test, _ = checkpoint_test_split({**data, "image_size": size}, ["data=avatars"])
+        sets["avatars test split"] = (test, args.edges)
+    emoji_size = args.emoji_size or size
+    emoji, _ = checkpoint_test_split({**data, "image_size": emoji_size}, ["data=emoji"])
+    others = [e for e in args.edges if e != "line_art"]  # only the avatars have line art
+    sets["emoji test split"] = (emoji, others)
+    if args.noto:
+        noto = image_source(args.noto, emoji_size)
+        picked = np.linspace(0, len(noto) - 1, min(args.noto_count, len(noto)))
+        sets["Noto emoji"] = (Subset(noto, np.round(picked).astype(int).tolist()), others)
+    return sets
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", default=[], help="[label=]path")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="[label=]path of a checkpoint, or [label=]pretrained:<name> for a bundled model",
+    )
+    parser.add_argument("--avatars", action="store_true", help="also the avatars test split")
+    parser.add_argument(
+        "--emoji-size", type=int, help="size of the emoji and Noto sets (default: the model's)"
+    )
     parser.add_argument(
         "--load", action="append", default=[], help="rows written by an earlier --json run"
     )
@@ -85,23 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = [row for path in args.load for row in json.loads(Path(path).read_text())]
     for spec in args.checkpoint:
         label, _, path = spec.rpartition("=")
-        model = Reconstructor.from_checkpoint(path, device="cpu")
-        size = int(model.image_size)
-        test, _ = checkpoint_test_split(model.data_settings)
-        sets = {"emoji test split": test}
-        if args.noto:
-            noto = image_source(args.noto, size)
-            picked = np.linspace(0, len(noto) - 1, min(args.noto_count, len(noto)))
-            sets["Noto emoji"] = Subset(noto, np.round(picked).astype(int).tolist())
-        for name, images in sets.items():
-            for edges in args.edges:
+        model = load_model(path)
+        sets = evaluation_sets(model, args)
+        grid_set = next(iter(sets))  # the model's own kind of pictures first
+        for name, (images, kinds) in sets.items():
+            for edges in kinds:
                 report, grid = evaluate(model, images, args.batch_size, edges=edges)
                 row = {"model": label or path, "set": name, "edges": edges, **report}
                 rows.append(row)
                 print(
                     json.dumps({k: row[k] for k in ("model", "set", "edges", "stages")}), flush=True
                 )
-                if args.grids and spec == args.checkpoint[-1] and name == "emoji test split":
+                if args.grids and spec == args.checkpoint[-1] and name == grid_set:
                     Path(args.grids).parent.mkdir(parents=True, exist_ok=True)
                     save_image(grid, f"{args.grids}_{edges}.png")
         for line in report["skipped"].values():

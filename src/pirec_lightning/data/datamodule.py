@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from pirec_lightning.data.augment import build_augmentation
+from pirec_lightning.data.avatars import AvatarDataset
 from pirec_lightning.data.cache import (
     CachedImages,
     DeviceImages,
@@ -31,7 +32,7 @@ from pirec_lightning.data.npz import NpzImageDataset
 from pirec_lightning.data.ranks import all_gather_object
 from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
 from pirec_lightning.data.settings import check_extra_val
-from pirec_lightning.data.split import emoji_group_key, split_files
+from pirec_lightning.data.split import SPLITS, emoji_group_key, split_files
 from pirec_lightning.data.summary import check_splits, log_data_summary, report_late_failures
 from pirec_lightning.images import DEFAULT_MAX_PIXELS
 from pirec_lightning.preprocess.confusion import Preprocessor
@@ -85,6 +86,10 @@ class PIRECDataModule(pl.LightningDataModule):
         extra_val: named extra validation sets, validated after the main one (see
             :mod:`pirec_lightning.data.settings`).
         max_pixels: images with more pixels are skipped before decoding (``None``: no limit).
+        avatars: ``data=avatars``: the DiceBear avatars instead of images from a folder,
+            ``{count, styles, heldout_styles, cache_dir}`` (see :mod:`pirec_lightning.data.avatars`);
+            each picture comes with its line art as a fourth channel, which the preprocessing
+            uses as the edge map for a fraction ``confusion.line_art`` of the training items.
 
     A batch after transfer is a dict with ``image`` (B, 3, H, W) in [0, 1], ``index`` (B,), and
     the requested ``edge`` (B, 1, H, W) in {0, 1}, ``mask`` (B, 1, H, W) in {0, 1} (1 = hole) and
@@ -108,10 +113,12 @@ class PIRECDataModule(pl.LightningDataModule):
         preprocess_backend: str = "engine",
         extra_val: dict[str, Any] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        avatars: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.root = Path(root).expanduser() if root is not None else None
+        self.avatars = dict(avatars) if avatars is not None else None
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -145,7 +152,12 @@ class PIRECDataModule(pl.LightningDataModule):
     def files(self) -> dict[str, list[Path]]:
         """The deterministic ``train``/``val``/``test`` file lists (computed once)."""
         if self._files is None:
-            if self.root is None:
+            if self.avatars is not None:  # (style, seed) pairs stand in for file names
+                pairs = {split: self.avatar_dataset(split).items for split in SPLITS}
+                files = {split: [Path(s, str(n)) for s, n in pairs[split]] for split in SPLITS}
+                everything = [f for split in SPLITS for f in files[split]]
+                report = ScanReport(Path(self.source_name), usable=everything, small=0)
+            elif self.root is None:
                 emoji = emoji_files()  # 72 px PNGs; above 72 px rendered from SVG, not upscaled
                 report = ScanReport(Path("the embedded emoji"), usable=emoji, small=0)
                 files = split_files(
@@ -158,18 +170,47 @@ class PIRECDataModule(pl.LightningDataModule):
                 )
             if self.hparams.limit is not None:
                 files["train"] = files["train"][: int(self.hparams.limit)]
-            where = str(self.root or "the embedded emoji")
+            where = self.source_name
             self.summary = check_splits(files, where, report, self.hparams.split)
             self._files = files
         return self._files
 
+    @property
+    def source_name(self) -> str:
+        """Where the images come from, for messages and logs."""
+        if self.avatars is not None:
+            return "the DiceBear avatars"
+        return str(self.root or "the embedded emoji")
+
+    def avatar_dataset(self, split: str, image_size: int | None = None, packed: bool = True):
+        """Split ``split`` of ``data=avatars`` (see :class:`~.avatars.AvatarDataset`)."""
+        spec = self.avatars or {}
+        return AvatarDataset(
+            split,
+            image_size or self.image_size,
+            count=spec.get("count", 20_000),
+            styles=spec.get("styles"),
+            heldout_styles=spec.get("heldout_styles") or (),
+            fractions=self.hparams.split,
+            split_seed=self.hparams.split_seed,
+            cache_dir=spec.get("cache_dir"),
+            packed=packed,
+        )
+
     def dataset(self, split: str) -> IndexedDataset:
         files = self.files()[split]
+        if self.avatars is not None:
+            images: Dataset = Subset(self.avatar_dataset(split), range(len(files)))
+            return self._indexed(split, images)
         if self.root is None:  # the embedded emoji: above 72 px rendered from their SVGs
             files = emoji_sources(files, self.image_size)
         images = FolderImageDataset(
             files, self.image_size, self.hparams.max_pixels, self.decode_failures
         )
+        return self._indexed(split, images)
+
+    def _indexed(self, split: str, images: Dataset) -> IndexedDataset:
+        """``images`` as :class:`IndexedDataset`, through the configured cache."""
         if self.cache == "none":
             return IndexedDataset(images)
         if split not in self._cached:
@@ -180,7 +221,7 @@ class PIRECDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.files()
         if not self._summary_logged:  # once per run, however many stages set up
-            log_data_summary(self.trainer, self.summary, str(self.root or "the embedded emoji"))
+            log_data_summary(self.trainer, self.summary, self.source_name)
             self._summary_logged = True
 
     def teardown(self, stage: str | None = None) -> None:
@@ -216,6 +257,9 @@ class PIRECDataModule(pl.LightningDataModule):
         size, root, limit = spec["image_size"] or self.image_size, spec["root"], spec["limit"]
         if root is not None and Path(str(root)).suffix.lower() == ".npz":
             images = NpzImageDataset(root, size)
+            return IndexedDataset(Subset(images, range(min(limit or len(images), len(images)))))
+        if root is None and self.avatars is not None:  # pictures only: validated with Canny
+            images = self.avatar_dataset("val", size, packed=False)
             return IndexedDataset(Subset(images, range(min(limit or len(images), len(images)))))
         files = self.files()["val"] if root is None else find_images(Path(str(root)).expanduser())
         return IndexedDataset(FolderImageDataset(files[:limit], size, self.hparams.max_pixels))

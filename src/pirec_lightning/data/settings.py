@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pirec_lightning.data.augment import build_augmentation
+from pirec_lightning.data.avatars import check_avatar_settings
 from pirec_lightning.data.cache import check_cache_mode
 from pirec_lightning.preprocess.confusion import ConfusionConfig, check_backend
 
@@ -93,6 +94,8 @@ def check_data_settings(data: Mapping[str, Any]) -> None:
             f"data.split must be three non-negative fractions summing to 1, got {split}"
         )
     check_extra_val(data.get("extra_val"))
+    if data.get("avatars") is not None:
+        check_avatar_settings(data["avatars"])
     confusion = dict(data.get("confusion") or {})
     confusion.pop("enabled", None)
     confusion.pop("seed", None)

@@ -41,7 +41,7 @@ __all__ = [
 #: compared stages, in report order
 STAGES = ("color_domain", "first_stage", "refined")
 #: edge maps evaluate() can use (see its docstring)
-EDGES = ("canny", "drawn", "drawn-as-is")
+EDGES = ("canny", "drawn", "drawn-as-is", "line_art")
 
 
 # ---------------------------------------------------------------------------------- image sources
@@ -58,7 +58,8 @@ def checkpoint_test_split(
     data: Mapping[str, Any], overrides: Sequence[str] = ()
 ) -> tuple[Dataset, str]:
     """The test split of a checkpoint's saved data settings, changed by ``data.KEY=VALUE`` /
-    ``data=emoji|folder`` overrides. Returns ``(dataset, description)``."""
+    ``data=emoji|folder|avatars`` overrides. Returns ``(dataset, description)``; the avatars'
+    items carry their line art as a fourth channel."""
     from omegaconf import OmegaConf
 
     settings = OmegaConf.create(dict(data))
@@ -66,12 +67,18 @@ def checkpoint_test_split(
         key, sep, value = override.partition("=")
         if not sep or not (key == "data" or key.startswith("data.")):
             raise ValueError(
-                f"unknown override {override!r}; use data.KEY=VALUE or data=emoji|folder"
+                f"unknown override {override!r}; use data.KEY=VALUE or data=emoji|folder|avatars"
             )
         if key == "data":
-            if value not in ("emoji", "folder"):
-                raise ValueError(f"data={value}: choose data=emoji or data=folder data.root=DIR")
-            settings.root = None if value == "emoji" else settings.get("root")
+            if value not in ("emoji", "folder", "avatars"):
+                raise ValueError(
+                    f"data={value}: choose data=emoji, data=avatars or data=folder data.root=DIR"
+                )
+            settings.root = None if value in ("emoji", "avatars") else settings.get("root")
+            if value == "avatars":
+                settings.avatars = settings.get("avatars") or {}
+            else:
+                settings.avatars = None
             continue
         name = key.removeprefix("data.")
         if name.split(".")[0] not in settings:
@@ -112,7 +119,10 @@ def evaluate(
 
     ``edges`` picks the edge maps: ``canny`` (the evaluation settings), ``drawn`` (a synthetic
     drawn-lines set, :func:`pirec_lightning.data.drawn_set.drawn_edges_for`, fed with
-    ``edge_style="drawn"``: thinned to 1 pixel) or ``drawn-as-is`` (the same strokes, unthinned).
+    ``edge_style="drawn"``: thinned to 1 pixel), ``drawn-as-is`` (the same strokes, unthinned)
+    or ``line_art`` (the artists' own line art of ``data=avatars``, as drawn: only the items
+    that have it are evaluated). Items of (4, S, S) carry their line art as a fourth channel
+    (all -1 where there is none).
 
     Returns:
         ``(report, grid)``: the report dict (``images``, ``image_size``, ``stages`` ->
@@ -126,6 +136,8 @@ def evaluate(
         raise ValueError("no images to evaluate")
     if edges not in EDGES:
         raise ValueError(f"unknown edges {edges!r}; choose one of {', '.join(EDGES)}")
+    if edges == "line_art":
+        images = with_line_art(images)
     device = reconstructor.device
     factories, skipped = optional_metrics(lpips_weights, fid_weights)
     stages = STAGES if reconstructor.stages == 2 else STAGES[:2]
@@ -135,8 +147,12 @@ def evaluate(
     grid_rows = set(spread_indices(len(images), grid_images))  # a grid that samples the whole set
     for i, batch in enumerate(loader):
         batch = (batch["image"] if isinstance(batch, dict) else batch).to(device)
+        line_art = batch[:, 3:] if batch.shape[1] == 4 else None
+        batch = batch[:, :3]
         edge, color = reconstructor.photo_inputs(batch, seed=seed + i)
-        if edges != "canny":
+        if edges == "line_art":
+            edge = (line_art > 0.5).to(edge.dtype)
+        elif edges != "canny":
             edge = drawn_edges_for(batch, "drawn" if edges == "drawn" else "canny", seed=seed + i)
         final, first = reconstructor.reconstruct_tensors(edge, color)
         outputs = {"color_domain": color.float(), "first_stage": first, "refined": final}
@@ -157,6 +173,8 @@ def evaluate(
     }
     first_item = images[0]
     size = (first_item["image"] if isinstance(first_item, dict) else first_item).shape[-1]
+    if edges == "line_art":
+        skipped["line_art"] = "line_art: only the items with line art were evaluated"
     report = {
         "images": len(images),
         "image_size": int(size),
@@ -165,6 +183,26 @@ def evaluate(
         "settings": {**_settings(reconstructor, size), "edges": edges},
     }
     return report, evaluation_grid(columns, grid_images)
+
+
+def with_line_art(images: Dataset) -> Dataset:
+    """The items of ``images`` that carry line art (a fourth channel that is not all -1).
+
+    Raises:
+        ValueError: no item has line art (the set is not ``data=avatars``' line-art styles).
+    """
+    keep = []
+    for index in range(len(images)):
+        item = images[index]
+        item = item["image"] if isinstance(item, dict) else item
+        if item.shape[0] == 4 and float(item[3].max()) >= 0:
+            keep.append(index)
+    if not keep:
+        raise ValueError(
+            "edges=line_art needs images with the artists' line art: evaluate a data=avatars "
+            "model's test split (or pass data=avatars)"
+        )
+    return Subset(images, keep)
 
 
 def spread_indices(count: int, limit: int) -> list[int]:
