@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train clean
+.PHONY: help install train pretrained train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train clean
 
 help: ## list the targets
 	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
@@ -28,6 +28,16 @@ install: $(STAMP) ## create .venv and install the package with its dev tools (ed
 
 train: $(STAMP) ## train all three phases on the embedded emoji (experiment=quickstart; ~30 min on CPU)
 	$(BIN)/python train.py $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) $(ARGS)
+
+# where `make pretrained` trains; the bundled files are written into the package
+PRETRAINED_RUN ?= runs/pretrained-$(shell date +%Y%m%d-%H%M%S)
+
+pretrained: $(STAMP) ## train experiment=sketch and bundle it as the package's sketch-128 (ARGS="experiment=sketch_gpu" on a GPU)
+	mkdir -p $(dir $(PRETRAINED_RUN)); start=$$(date +%s); git rev-parse HEAD > $(PRETRAINED_RUN).commit; \
+	$(BIN)/python train.py experiment=sketch hydra.run.dir=$(PRETRAINED_RUN) $(ARGS) && \
+	$(BIN)/python scripts/make_pretrained.py --run $(PRETRAINED_RUN) \
+		--wall-seconds $$(( $$(date +%s) - start )) --command "make pretrained ARGS='$(ARGS)'" \
+		$(if $(wildcard ../shared/data/noto_emoji_128.npz),--noto ../shared/data/noto_emoji_128.npz)
 
 train-tiny: $(STAMP) ## a seconds-long CPU run of the imitation phase (debug=tiny)
 	$(BIN)/python train.py debug=tiny $(ARGS)

@@ -67,11 +67,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + f"\n\n({note}.)"
 
 
-def load_model(path: str) -> Reconstructor:
+def load_model(path: str, device: str = "cpu") -> Reconstructor:
     """A checkpoint, or a bundled model as ``pretrained:<name>``."""
     if path.startswith(PREFIX):
-        return Reconstructor.pretrained(path.removeprefix(PREFIX), device="cpu")
-    return Reconstructor.from_checkpoint(path, device="cpu")
+        return Reconstructor.pretrained(path.removeprefix(PREFIX), device=device)
+    return Reconstructor.from_checkpoint(path, device=device)
 
 
 def evaluation_sets(model: Reconstructor, args: argparse.Namespace) -> dict[str, tuple]:
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         help="[label=]path of a checkpoint, or [label=]pretrained:<name> for a bundled model",
     )
     parser.add_argument("--avatars", action="store_true", help="also the avatars test split")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument(
         "--emoji-size", type=int, help="size of the emoji and Noto sets (default: the model's)"
     )
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = [row for path in args.load for row in json.loads(Path(path).read_text())]
     for spec in args.checkpoint:
         label, _, path = spec.rpartition("=")
-        model = load_model(path)
+        model = load_model(path, args.device)
         sets = evaluation_sets(model, args)
         grid_set = next(iter(sets))  # the model's own kind of pictures first
         for name, (images, kinds) in sets.items():

@@ -130,3 +130,20 @@ def test_mistakes_are_one_line(tiny_run, capsys, extra, message):
     assert main(["evaluate", "--checkpoint", str(tiny_run["refinement"]), *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_folder_override_evaluates_the_whole_folder(tiny_run, tmp_path, capsys):
+    """``pirec evaluate --checkpoint C data=folder data.root=<7 images>`` evaluated the test
+    split of a 7-image folder (and said its val split was empty); a folder the model never
+    trained on is evaluated whole, unless data.split is given."""
+    folder = tmp_path / "seven"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    ckpt = str(tiny_run["generating"])
+    out = tmp_path / "whole"
+    args = ["evaluate", "--checkpoint", ckpt, "-O", str(out), "data=folder", f"data.root={folder}"]
+    assert main(args) == 0
+    assert read_report(out)["images"] == 7
+    assert f"all 7 images of {folder}" in capsys.readouterr().out

@@ -20,7 +20,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pirec_lightning.app.sketch import SketchHandlers, default_example_roots, find_examples
+from pirec_lightning.app.sketch import (
+    SketchHandlers,
+    bundled_examples,
+    default_example_roots,
+    find_examples,
+)
 from pirec_lightning.data.emoji import emoji_dir
 from pirec_lightning.errors import AppError, one_line
 from pirec_lightning.inference import Reconstructor
@@ -100,7 +105,9 @@ def build_app(
 
     Args:
         reconstructor: the model, or None (the page opens and says what to pass).
-        examples: PI-REC example pairs offered as one-click examples; None: those found in
+        examples: PI-REC example pairs offered as one-click examples, before the bundled
+            line-art pairs (:func:`~pirec_lightning.app.sketch.bundled_examples`); None: those
+            found in
             :func:`~pirec_lightning.sketch.default_example_roots`.
         source: where the model came from, shown in the page.
     """
@@ -108,6 +115,7 @@ def build_app(
     handlers = SketchHandlers(reconstructor, source)
     if examples is None:
         examples = find_examples(default_example_roots())
+    examples = [*examples, *(pair for pair in bundled_examples() if pair not in examples)]
     size = handlers.size
     sliders = handlers.slider_settings()
     canvas = {

@@ -30,6 +30,7 @@ from pirec_lightning.images import open_image
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.pairs import Pair, find_pairs
 from pirec_lightning.preprocess.confusion import ConfusionConfig
+from pirec_lightning.pretrained import EXAMPLES_DIR
 
 __all__ = [
     "COLOR_BACKGROUND",
@@ -37,6 +38,7 @@ __all__ = [
     "AppError",
     "SketchHandlers",
     "blank_canvas",
+    "bundled_examples",
     "canvas_value",
     "default_example_roots",
     "find_examples",
@@ -142,6 +144,14 @@ def find_examples(roots: Iterable[str | Path]) -> list[Pair]:
     return []
 
 
+def bundled_examples() -> list[Pair]:
+    """The line-art pairs that ship with the bundled model (``pretrained/examples``: avatars of
+    a style no model here trains on, their artists' line art and colour domain); empty when
+    the install has none."""
+    folder = EXAMPLES_DIR
+    return find_pairs(folder) if folder.is_dir() and any(folder.iterdir()) else []
+
+
 def default_example_roots(examples_dir: str | Path | None = None) -> list[Path]:
     """Where the app looks for PI-REC's example pairs: ``examples_dir`` (``pirec app
     --examples DIR``), then ``$PIREC_EXAMPLES_DIR``. None of them set: no examples."""
@@ -188,10 +198,12 @@ class SketchHandlers:
     @property
     def edge_style(self) -> str:
         """How brush strokes are read by default: ``canny`` (as they are) for a model trained
-        with drawn-lines restyling (``data.confusion.drawn_edges`` > 0), which reads strokes best
-        as drawn; ``drawn`` (thinned to 1-pixel lines) for a model trained on Canny edges alone."""
+        with drawn-lines restyling or the artists' line art (``data.confusion.drawn_edges`` or
+        ``line_art`` > 0), which reads strokes best as drawn; ``drawn`` (thinned to 1-pixel
+        lines) for a model trained on Canny edges alone."""
         confusion = getattr(self.reconstructor, "confusion", None)
-        return "canny" if getattr(confusion, "drawn_edges", 0.0) > 0 else "drawn"
+        lines = getattr(confusion, "drawn_edges", 0.0) + getattr(confusion, "line_art", 0.0)
+        return "canny" if lines > 0 else "drawn"
 
     def slider_settings(self) -> dict[str, dict[str, float]]:
         """``sigma`` and ``k`` slider ranges and defaults: the model's evaluation values at the

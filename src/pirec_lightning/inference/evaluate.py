@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from pirec_lightning.data.datamodule import PIRECDataModule
 from pirec_lightning.data.drawn_set import drawn_edges_for
-from pirec_lightning.data.folder import FolderImageDataset
+from pirec_lightning.data.folder import FolderImageDataset, find_images
 from pirec_lightning.data.npz import NpzImageDataset
 from pirec_lightning.inference.reconstructor import Reconstructor
 from pirec_lightning.models.metrics import optional_metrics
@@ -59,10 +60,14 @@ def checkpoint_test_split(
 ) -> tuple[Dataset, str]:
     """The test split of a checkpoint's saved data settings, changed by ``data.KEY=VALUE`` /
     ``data=emoji|folder|avatars`` overrides. Returns ``(dataset, description)``; the avatars'
-    items carry their line art as a fourth channel."""
-    from omegaconf import OmegaConf
+    items carry their line art as a fourth channel.
 
+    A folder the model was not trained on (``data.root=DIR`` other than the checkpoint's) is
+    evaluated whole: none of it was seen in training, so there is no split to respect, unless
+    ``data.split=...`` is given too.
+    """
     settings = OmegaConf.create(dict(data))
+    trained_on = settings.get("root")
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep or not (key == "data" or key.startswith("data.")):
@@ -85,9 +90,16 @@ def checkpoint_test_split(
             raise ValueError(f"unknown data setting {name!r}; known: {', '.join(settings)}")
         OmegaConf.update(settings, name, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True)
     kwargs = OmegaConf.to_container(settings, resolve=True)
+    root = kwargs.get("root")
+    split_given = any(o.split("=", 1)[0] == "data.split" for o in overrides)
+    if root is not None and root != trained_on and not split_given:
+        folder = Path(str(root)).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"data.root folder does not exist: {root}; give a folder of images")
+        images = FolderImageDataset(find_images(folder), int(kwargs["image_size"]))
+        return images, f"all {len(images)} images of {folder} (not a training folder)"
     datamodule = PIRECDataModule(**{k: v for k, v in kwargs.items() if k != "outputs"})
-    where = datamodule.root or "the embedded emoji"
-    return datamodule.dataset("test"), f"test split of {where}"
+    return datamodule.dataset("test"), f"test split of {datamodule.source_name}"
 
 
 # ------------------------------------------------------------------------------------ evaluation

@@ -30,6 +30,7 @@ from pirec_lightning.errors import CheckpointError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "EXAMPLES_DIR",
     "PREFIX",
     "list_models",
     "model_card",
@@ -44,6 +45,8 @@ DEFAULT_MODEL = "sketch-128"
 PREFIX = "pretrained:"
 #: where the bundled files live (package data)
 MODELS_DIR = Path(__file__).resolve().parent
+#: line-art example pairs shipped with the bundled model (``N_e.png`` / ``N_c.png``)
+EXAMPLES_DIR = MODELS_DIR / "examples"
 #: metadata keys of the safetensors file holding JSON
 _META = ("pirec_phase", "hyper_parameters", "datamodule_hyper_parameters")
 #: the parts of a refinement checkpoint a bundled model keeps

@@ -1,0 +1,266 @@
+"""Bundle a finished ``phase=all`` run as a model inside the package (what ``make pretrained`` runs
+after training).
+
+Writes into ``src/pirec_lightning/pretrained/``:
+
+- ``<name>.safetensors``: the refinement checkpoint's generators and discriminator in fp16, with
+  the settings that rebuild them (:func:`pirec_lightning.pretrained.write_pretrained`);
+- ``examples/``: a few line-art pairs (``N_e.png`` white lines on black, ``N_c.png`` colour
+  domain) of the avatars test split's held-out line-art style, offered by ``pirec app``;
+- ``<name>.json`` and ``MODEL_CARD.md``: the card: data and licences, command, config, commit,
+  steps, wall time, hardware, the quality table (``benchmarks/quality.py`` on the bundled file)
+  and the figures of a small fixed check set that ``tests/test_pretrained_bundled.py`` recomputes.
+
+    python scripts/make_pretrained.py --run runs/pretrained --wall-seconds 5400 \\
+        --command "make pretrained" --noto ../shared/data/noto_emoji_128.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+from torchvision.utils import save_image
+
+from pirec_lightning import pretrained
+from pirec_lightning.checkpoints import read_checkpoint_key
+from pirec_lightning.data.avatars import AvatarDataset, attribution_markdown, avatar_styles
+from pirec_lightning.inference import Reconstructor
+from pirec_lightning.inference.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the fixed set whose figures the card records and the test recomputes
+CHECK = {"split": "test", "style": "lorelei", "count": 16, "edges": "line_art", "seed": 0}
+
+
+def check_set(model: Reconstructor, count: int = CHECK["count"]) -> Subset:
+    """The first ``count`` items of the avatars test split in the held-out line-art style."""
+    data = model.data_settings.get("avatars") or {}
+    dataset = AvatarDataset(
+        CHECK["split"],
+        int(model.image_size),
+        count=data.get("count", 20_000),
+        styles=data.get("styles"),
+        heldout_styles=data.get("heldout_styles") or (),
+        fractions=model.data_settings.get("split", (0.9, 0.05, 0.05)),
+        split_seed=model.data_settings.get("split_seed", 0),
+        packed=True,
+    )
+    picked = [i for i, (style, _) in enumerate(dataset.items) if style == CHECK["style"]]
+    return Subset(dataset, picked[:count])
+
+
+def check_figures(model: Reconstructor) -> dict[str, float]:
+    """PSNR / SSIM of each stage on :func:`check_set` with its line art (what the card keeps)."""
+    report, _ = evaluate(model, check_set(model), 16, seed=CHECK["seed"], edges=CHECK["edges"])
+    return {
+        f"{stage}_{metric}": round(float(value), 4)
+        for stage, values in report["stages"].items()
+        for metric, value in values.items()
+        if metric in ("psnr", "ssim")
+    }
+
+
+def write_examples(model: Reconstructor, folder: Path, count: int = 4) -> list[str]:
+    """``count`` line-art pairs of :func:`check_set` as PI-REC files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    items = check_set(model, count)
+    names = []
+    for n in range(len(items)):
+        item = items[n]
+        picture, art = item[:3][None], item[3:][None]
+        _, color = model.photo_inputs(picture, seed=n)
+        save_image((art > 0.5).float(), folder / f"{CHECK['style']}{n}_e.png")
+        save_image(color, folder / f"{CHECK['style']}{n}_c.png")
+        names.append(f"{CHECK['style']}{n}")
+    return names
+
+
+def steps_of(run: Path) -> dict[str, int]:
+    """Generator steps each phase of ``run`` trained (its ``last.ckpt``)."""
+    steps = {}
+    for phase in ("imitation", "generating", "refinement"):
+        ckpt = run / phase / "checkpoints" / "last.ckpt"
+        if ckpt.is_file():
+            steps[phase] = int(read_checkpoint_key(ckpt, "global_step", 0)) // 2
+    return steps
+
+
+def card_markdown(card: dict) -> str:
+    """MODEL_CARD.md from the card's JSON."""
+    quality = card["quality_table"]
+    lines = [
+        f"# {card['name']}",
+        "",
+        f"{card['summary']}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| networks | {card['architecture']} |",
+        f"| file | `{card['file']}`, {card['bytes'] / 1e6:.1f} MB, {card['parameters']:,} "
+        "values in fp16 (safetensors) |",
+        f"| trained by | `{card['command']}` (`experiment={card['experiment']}`) |",
+        f"| commit | `{card['commit']}` |",
+        f"| steps | {', '.join(f'{k} {v}' for k, v in card['steps'].items())} (generator steps) |",
+        f"| wall time | {card['wall_minutes']} minutes |",
+        f"| hardware | {card['hardware']} |",
+        "",
+        "## Data",
+        "",
+        card["data"]["description"],
+        "",
+        card["data"]["attribution"],
+        "",
+        "## Quality",
+        "",
+        "`benchmarks/quality.py` on the bundled file (the evaluation settings; the avatars test "
+        "split holds the styles `lorelei` and `personas`, which training never sees):",
+        "",
+        quality,
+        "",
+        f"Check set (recomputed by the tests): {card['check']['set']}: "
+        + ", ".join(f"{k} {v}" for k, v in card["check"]["figures"].items()),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from pirec_lightning.inference import Reconstructor",
+        f'rec = Reconstructor.pretrained("{card["name"]}")',
+        "```",
+        "",
+        f"`pirec reconstruct --model {card['name']} ...`, `pirec app` (the default model), "
+        f"`python train.py ... init_from=pretrained:{card['name']}` (fine-tuning).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="the phase=all run dir")
+    parser.add_argument("--name", default=pretrained.DEFAULT_MODEL)
+    parser.add_argument("--wall-seconds", type=float, required=True)
+    parser.add_argument("--command", default="make pretrained")
+    parser.add_argument("--hardware", default=None, help="default: this machine's CPU or GPU")
+    parser.add_argument("--commit", default=None, help="default: the run's .commit file or HEAD")
+    parser.add_argument("--noto", help="noto_emoji_128.npz, for the quality table")
+    parser.add_argument("--emoji-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    run = Path(args.run).expanduser()
+    refinement = run / "refinement" / "checkpoints" / "last.ckpt"
+    if not refinement.is_file():
+        print(f"error: {refinement} does not exist: train the run first", file=sys.stderr)
+        return 2
+    out = pretrained.MODELS_DIR / f"{args.name}.safetensors"
+    written = pretrained.write_pretrained(refinement, out)
+    model = Reconstructor.pretrained(args.name, device="cpu")
+    examples = write_examples(model, pretrained.EXAMPLES_DIR)
+
+    with tempfile.TemporaryDirectory() as folder:
+        rows_file = Path(folder) / "rows.json"
+        command = [sys.executable, str(ROOT / "benchmarks" / "quality.py")]
+        command += ["--checkpoint", f"{args.name}={pretrained.PREFIX}{args.name}"]
+        command += ["--emoji-size", str(args.emoji_size), "--json", str(rows_file)]
+        command += ["--noto", args.noto] if args.noto else []
+        shown = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        rows = json.loads(rows_file.read_text())
+    table = shown[shown.index("| model |") :].strip()
+
+    config = (run / ".hydra" / "config.yaml").read_text() if (run / ".hydra").is_dir() else ""
+    overrides = run / ".hydra" / "overrides.yaml"
+    experiment = "sketch"
+    if overrides.is_file():
+        for line in overrides.read_text().splitlines():
+            if "experiment=" in line:
+                experiment = line.split("experiment=", 1)[1].strip()
+    commit_file = run.parent / f"{run.name}.commit"
+    commit = args.commit or (
+        commit_file.read_text().strip()
+        if commit_file.is_file()
+        else subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+    )
+    hardware = args.hardware or (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
+    hparams = pretrained.read_pretrained(args.name)["hyper_parameters"]["model"]
+    generator = hparams["generator"]
+    data = model.data_settings
+    styles = avatar_styles((data.get("avatars") or {}).get("styles"))
+    held = (data.get("avatars") or {}).get("heldout_styles") or []
+    card = {
+        "name": args.name,
+        "summary": (
+            "PI-REC's two stages (generating, refinement) at 128 px, trained on the DiceBear "
+            "avatars with the artists' own line art, drawn-lines restyling and Canny edges: "
+            "a model for sketches (lines plus flat colours)."
+        ),
+        "file": out.name,
+        "bytes": written["bytes"],
+        "parameters": written["parameters"],
+        "architecture": (
+            f"generator {generator['base_channels']} base channels, {generator['res_blocks']} "
+            f"residual blocks (x2 stages); discriminator "
+            f"{hparams['discriminator']['base_channels']} base channels"
+        ),
+        "command": args.command,
+        "experiment": experiment,
+        "config": config,
+        "commit": commit,
+        "steps": steps_of(run),
+        "wall_minutes": round(args.wall_seconds / 60, 1),
+        "hardware": hardware,
+        "data": {
+            "description": (
+                f"`data=avatars`: {(data.get('avatars') or {}).get('count', 20000)} DiceBear "
+                f"avatars at {data.get('image_size')} px from {len(styles)} styles; "
+                f"{', '.join(held)} held out of training (val/test only). Line art for "
+                f"{sum(s.has_line_art for s in styles)} styles. Training edge inputs: "
+                f"line art {data['confusion'].get('line_art')}, drawn-lines restyling "
+                f"{data['confusion'].get('drawn_edges')}, otherwise Canny."
+            ),
+            "styles": [
+                {
+                    "name": s.name,
+                    "creator": s.creator,
+                    "license": s.license,
+                    "line_art": s.has_line_art,
+                    "held_out": s.name.removesuffix("-neutral") in held,
+                }
+                for s in styles
+            ],
+            "attribution": attribution_markdown([s.name for s in styles]),
+        },
+        "quality": rows,
+        "quality_table": table,
+        "examples": examples,
+        "check": {
+            "set": (
+                f"the first {CHECK['count']} `{CHECK['style']}` items of the avatars "
+                f"{CHECK['split']} split, {CHECK['edges']} edges, seed {CHECK['seed']}"
+            ),
+            **CHECK,
+            "figures": check_figures(model),
+        },
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    (pretrained.MODELS_DIR / "MODEL_CARD.md").write_text(card_markdown(card))
+    print(f"wrote {out} ({written['bytes'] / 1e6:.1f} MB), its card and {len(examples)} examples")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
