@@ -38,8 +38,14 @@ from torch.utils.data import Subset
 from torchvision.utils import save_image
 
 from pirec_lightning.inference import Reconstructor
-from pirec_lightning.inference.evaluate import EDGES, checkpoint_test_split, evaluate, image_source
-from pirec_lightning.pretrained import PREFIX
+from pirec_lightning.inference.evaluate import (
+    EDGES,
+    checkpoint_test_split,
+    evaluate,
+    image_source,
+    spread_indices,
+)
+from pirec_lightning.pretrained import PREFIX, read_pretrained
 
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 COLUMNS = {"color_domain": "color domain", "first_stage": "stage 1", "refined": "stage 2"}
@@ -68,9 +74,12 @@ def table(rows: list[dict]) -> str:
 
 
 def load_model(path: str, device: str = "cpu") -> Reconstructor:
-    """A checkpoint, or a bundled model as ``pretrained:<name>``."""
+    """A checkpoint, a bundled model as ``pretrained:<name>``, or a ``.safetensors`` file
+    written by :func:`~pirec_lightning.pretrained.write_pretrained`."""
     if path.startswith(PREFIX):
         return Reconstructor.pretrained(path.removeprefix(PREFIX), device=device)
+    if path.endswith(".safetensors"):
+        return Reconstructor.from_checkpoint_dict(read_pretrained(path=path), path, device)
     return Reconstructor.from_checkpoint(path, device=device)
 
 
@@ -81,6 +90,8 @@ def evaluation_sets(model: Reconstructor, args: argparse.Namespace) -> dict[str,
     sets = {}
     if data.get("avatars") is not None or args.avatars:
         test, _ = checkpoint_test_split({**data, "image_size": size}, ["data=avatars"])
+        if args.avatars_count:
+            test = Subset(test, spread_indices(len(test), args.avatars_count))
         sets["avatars test split"] = (test, args.edges)
     emoji_size = args.emoji_size or size
     emoji, _ = checkpoint_test_split({**data, "image_size": emoji_size}, ["data=emoji"])
@@ -103,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--avatars", action="store_true", help="also the avatars test split")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--avatars-count", type=int, help="that many avatars test items, spread over the split"
+    )
     parser.add_argument(
         "--emoji-size", type=int, help="size of the emoji and Noto sets (default: the model's)"
     )

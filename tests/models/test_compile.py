@@ -50,13 +50,19 @@ def test_bad_compile_mode_stops_before_training(make_cfg):
 
 @pytest.mark.slow
 def test_compiled_discriminator_equals_eager_and_updates_spectral_norm():
-    """Inductor on the CPU (minutes on 2 cores): outputs and the power-iteration buffers."""
+    """Inductor on the CPU (minutes on 2 cores): outputs, the power-iteration buffers and the
+    gradients of a real and a fake pass taken before one backward (as the GAN step does)."""
     torch.manual_seed(0)
     eager = Discriminator(base_channels=8)
     compiled = copy.deepcopy(eager)
     compile_networks([compiled], {"compile": True})
-    images = torch.rand(2, 3, 32, 32)
+    real, fake = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     for _ in range(2):
-        assert torch.allclose(eager(images)[0], compiled(images)[0], atol=1e-5)
-        u, v = eager.conv1[0].weight_u, compiled.conv1[0].weight_u
-        assert torch.allclose(u, v, atol=1e-5)
+        for network in (eager, compiled):
+            network.zero_grad()
+            (network(real)[0].square().mean() + network(fake)[0].mean()).backward()
+        assert torch.allclose(eager(real)[0], compiled(real)[0], atol=1e-5)
+        for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+            assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+        for (name, a), b in zip(eager.named_buffers(), compiled.buffers()):
+            assert torch.allclose(a, b, atol=1e-5), name

@@ -3,9 +3,55 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from pirec_lightning.models.networks.blocks import init_weights
+
+
+@torch.library.custom_op("pirec::snapshot", mutates_args=())
+def snapshot(x: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` that ``torch.compile`` can neither drop nor recompute later."""
+    return x.clone()
+
+
+@snapshot.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class _SpectralNorm(SpectralNorm):
+    """``torch.nn.utils.spectral_norm``'s hook, safe under ``torch.compile``.
+
+    The power iteration updates the ``weight_u`` / ``weight_v`` buffers in place and autograd
+    gets clones of them. Compiled, the clones vanish and the backward may recompute from the
+    buffers after their update: wrong weight gradients, or a version error when the
+    discriminator runs twice (real, fake) before one backward. :func:`snapshot` keeps the copies.
+    """
+
+    def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
+        if not do_power_iteration:  # nothing is updated in place
+            return super().compute_weight(module, do_power_iteration)
+        weight = getattr(module, self.name + "_orig")
+        u, v = getattr(module, self.name + "_u"), getattr(module, self.name + "_v")
+        weight_mat = self.reshape_weight_to_matrix(weight)
+        with torch.no_grad():
+            for _ in range(self.n_power_iterations):
+                F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
+                F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u)
+            u, v = snapshot(u), snapshot(v)
+        return weight / torch.dot(u, torch.mv(weight_mat, v))
+
+
+def spectral_norm(conv: nn.Conv2d) -> nn.Conv2d:
+    """``torch.nn.utils.spectral_norm(conv)`` (same buffers and state dict) with the hook of
+    :class:`_SpectralNorm`."""
+    nn.utils.spectral_norm(conv)
+    for hook in conv._forward_pre_hooks.values():
+        if isinstance(hook, SpectralNorm):
+            hook.__class__ = _SpectralNorm
+    return conv
 
 
 class Discriminator(nn.Module):
@@ -46,7 +92,7 @@ class Discriminator(nn.Module):
         for conv in convs:
             init_weights(conv)
         if use_spectral_norm:
-            convs = [nn.utils.spectral_norm(conv) for conv in convs]
+            convs = [spectral_norm(conv) for conv in convs]
         # Stages are Sequentials named conv1..conv5: keys conv1.0.weight_orig, ... as in EdgeConnect.
         self.conv1 = nn.Sequential(convs[0], nn.LeakyReLU(0.2))
         self.conv2 = nn.Sequential(convs[1], nn.LeakyReLU(0.2))
