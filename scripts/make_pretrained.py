@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -146,7 +147,18 @@ def card_markdown(card: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="the phase=all run dir")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="the phase=all run dir")
+    source.add_argument(
+        "--weights",
+        help="a .safetensors file already written by write_pretrained (a run trained elsewhere, "
+        "e.g. on a GPU machine); give --steps then",
+    )
+    parser.add_argument("--experiment", help="default: the run's experiment= override, or sketch")
+    parser.add_argument("--steps", help="with --weights: imitation=N,generating=N,refinement=N")
+    parser.add_argument(
+        "--avatars-count", type=int, default=200, help="avatars test items in the quality table"
+    )
     parser.add_argument("--name", default=pretrained.DEFAULT_MODEL)
     parser.add_argument("--wall-seconds", type=float, required=True)
     parser.add_argument("--command", default="make pretrained")
@@ -155,13 +167,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noto", help="noto_emoji_128.npz, for the quality table")
     parser.add_argument("--emoji-size", type=int, default=64)
     args = parser.parse_args(argv)
-    run = Path(args.run).expanduser()
-    refinement = run / "refinement" / "checkpoints" / "last.ckpt"
-    if not refinement.is_file():
-        print(f"error: {refinement} does not exist: train the run first", file=sys.stderr)
-        return 2
     out = pretrained.MODELS_DIR / f"{args.name}.safetensors"
-    written = pretrained.write_pretrained(refinement, out)
+    if args.run is not None:
+        run = Path(args.run).expanduser()
+        refinement = run / "refinement" / "checkpoints" / "last.ckpt"
+        if not refinement.is_file():
+            print(f"error: {refinement} does not exist: train the run first", file=sys.stderr)
+            return 2
+        written = pretrained.write_pretrained(refinement, out)
+        steps = steps_of(run)
+    else:
+        run = Path(args.weights).expanduser().parent
+        shutil.copyfile(args.weights, out)
+        state = pretrained.read_pretrained(path=out)["state_dict"]
+        written = {"bytes": out.stat().st_size, "tensors": len(state)}
+        written["parameters"] = sum(v.numel() for v in state.values())
+        steps = {k: int(v) for k, v in (p.split("=") for p in (args.steps or "").split(",") if p)}
     model = Reconstructor.pretrained(args.name, device="cpu")
     examples = write_examples(model, pretrained.EXAMPLES_DIR)
 
@@ -170,15 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, str(ROOT / "benchmarks" / "quality.py")]
         command += ["--checkpoint", f"{args.name}={pretrained.PREFIX}{args.name}"]
         command += ["--emoji-size", str(args.emoji_size), "--json", str(rows_file)]
+        command += ["--avatars-count", str(args.avatars_count)]
         command += ["--noto", args.noto] if args.noto else []
         shown = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows = json.loads(rows_file.read_text())
     table = shown[shown.index("| model |") :].strip()
 
-    config = (run / ".hydra" / "config.yaml").read_text() if (run / ".hydra").is_dir() else ""
+    saved = pretrained.read_pretrained(args.name)
+    config = (
+        (run / ".hydra" / "config.yaml").read_text()
+        if (run / ".hydra").is_dir()
+        else json.dumps(
+            {"model": saved["hyper_parameters"], "data": saved["datamodule_hyper_parameters"]}
+        )
+    )
     overrides = run / ".hydra" / "overrides.yaml"
-    experiment = "sketch"
-    if overrides.is_file():
+    experiment = args.experiment or "sketch"
+    if overrides.is_file() and args.experiment is None:
         for line in overrides.read_text().splitlines():
             if "experiment=" in line:
                 experiment = line.split("experiment=", 1)[1].strip()
@@ -219,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "experiment": experiment,
         "config": config,
         "commit": commit,
-        "steps": steps_of(run),
+        "steps": steps,
         "wall_minutes": round(args.wall_seconds / 60, 1),
         "hardware": hardware,
         "data": {

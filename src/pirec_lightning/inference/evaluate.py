@@ -98,6 +98,8 @@ def checkpoint_test_split(
             raise ValueError(f"data.root folder does not exist: {root}; give a folder of images")
         images = FolderImageDataset(find_images(folder), int(kwargs["image_size"]))
         return images, f"all {len(images)} images of {folder} (not a training folder)"
+    # decoded here, whatever cache the training run used (data.cache=device sends indices only)
+    kwargs["cache"] = "none"
     datamodule = PIRECDataModule(**{k: v for k, v in kwargs.items() if k != "outputs"})
     return datamodule.dataset("test"), f"test split of {datamodule.source_name}"
 
