@@ -135,6 +135,7 @@ def card_markdown(card: dict) -> str:
         "",
         "```python",
         "from pirec_lightning.inference import Reconstructor",
+        "",
         f'rec = Reconstructor.pretrained("{card["name"]}")',
         "```",
         "",
