@@ -190,3 +190,143 @@ def test_missing_checkpoint_and_missing_pairs(tmp_path, capsys):
         == 2
     )
     assert "no edge/color pairs" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 20: outputs and devices
+@pytest.fixture
+def original(tmp_path):
+    """Tiny original-layout PI-REC weights: ``--pirec-generator G.pth`` (loads in a blink)."""
+    write_original(tmp_path / "G.pth", seed=1, b=8, blocks=1)
+    return ["--pirec-generator", str(tmp_path / "G.pth")]
+
+
+def pair(folder, name="3", size=32):
+    """An edge/color pair ``name_e.png`` / ``name_c.png`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    edge = np.zeros((size, size), np.uint8)
+    edge[size // 2, 2:-2] = 255
+    rng = np.random.default_rng(0)
+    Image.fromarray(edge, mode="L").save(folder / f"{name}_e.png")
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+        folder / f"{name}_c.png"
+    )
+    return folder / f"{name}_e.png", folder / f"{name}_c.png"
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_folder_mode_never_replaces_an_existing_file(original, tmp_path, capsys):
+    folder = tmp_path / "pairs"
+    pair(folder)
+    release_out = folder / "3_out.png"  # what PI-REC's examples ship next to their pairs
+    release_out.write_bytes(b"PI-REC's own output")
+    args = ["reconstruct", *original, "--input-dir", str(folder), "--device", "cpu"]
+    assert main([*args, "--output-dir", str(folder)]) == 2
+    err = one_error_line(capsys)
+    assert str(release_out) in err and "--overwrite" in err
+    assert release_out.read_bytes() == b"PI-REC's own output"
+    # --overwrite writes over outputs, never over inputs
+    assert main([*args, "--output-dir", str(folder), "--overwrite"]) == 0
+    assert as_array(release_out).shape == (32, 32, 3)
+
+
+def test_single_output_never_replaces_an_input(original, tmp_path, capsys):
+    edge, color = pair(tmp_path)
+    before = edge.read_bytes()
+    args = ["reconstruct", *original, "--edge", str(edge), "--color", str(color)]
+    for extra in ([], ["--overwrite"]):
+        assert main([*args, "-o", str(edge), *extra]) == 2
+        err = one_error_line(capsys)
+        assert "input" in err and str(edge) in err
+        assert edge.read_bytes() == before
+    out = tmp_path / "out.png"
+    assert main([*args, "-o", str(out)]) == 0
+    written = out.read_bytes()
+    assert main([*args, "-o", str(out)]) == 2  # it exists now
+    assert "--overwrite" in one_error_line(capsys)
+    assert main([*args, "-o", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() == written
+
+
+def test_devices_this_machine_lacks_are_one_line(original, tmp_path, capsys):
+    import torch
+
+    edge, color = pair(tmp_path)
+    args = ["reconstruct", *original, "--edge", str(edge), "--color", str(color)]
+    args += ["-o", str(tmp_path / "out.png")]
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in one_error_line(capsys)
+    assert main([*args, "--device", "gpu"]) == 2
+    err = one_error_line(capsys)
+    assert "unknown device 'gpu'" in err and "--device cpu, cuda or cuda:N" in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_unwritable_outputs_are_one_line(original, tmp_path, capsys):
+    """A path under a regular file cannot be written, even by root (unlike a chmod 0o555 dir)."""
+    edge, color = pair(tmp_path / "in")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    single = ["reconstruct", *original, "--edge", str(edge), "--color", str(color)]
+    assert main([*single, "-o", str(blocker / "x.png")]) == 2
+    assert str(blocker) in one_error_line(capsys)
+    folder = ["reconstruct", *original, "--input-dir", str(tmp_path / "in"), "--device", "cpu"]
+    assert main([*folder, "--output-dir", str(blocker / "out")]) == 2
+    assert str(blocker) in one_error_line(capsys)
+    export = ["export", *original, "--format", "torchscript", "-o", str(blocker / "m.pt")]
+    assert main(export) == 2
+    assert str(blocker) in one_error_line(capsys)
+    evaluate = ["evaluate", *original, "--input-dir", str(tmp_path / "in"), "--limit", "1"]
+    assert main([*evaluate, "-O", str(blocker / "eval")]) == 2
+    assert str(blocker) in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--edge", "{e}", "--color", "{c}", "-o", "{tmp}/outdir"], "image file name"),
+        (["--edge", "{e}", "--color", "{c}", "-o", "{tmp}"], "image file name"),
+        (["--input-dir", "{e}", "--output-dir", "{tmp}/o"], "is a file, not a folder"),
+        (["--input-dir", "{tmp}", "--output-dir", "{tmp}/o", "--batch-size", "0"], "--batch-size"),
+        (["--edge", "{e}", "--color", "{c}", "-o", "{tmp}/o.png", "--k", "5"], "--k"),
+        (["--edge", "{tiny}", "--color", "{tiny}", "-o", "{tmp}/o.png"], "too small"),
+    ],
+)
+def test_messages_name_the_problem(original, tmp_path, capsys, args, message):
+    edge, color = pair(tmp_path / "in")
+    tiny = np.zeros((4, 4, 3), np.uint8)
+    tiny[1, 1] = 255  # one line pixel: not an empty edge map (that would warn)
+    Image.fromarray(tiny).save(tmp_path / "tiny.png")
+    values = {"e": edge, "c": color, "tmp": tmp_path, "tiny": tmp_path / "tiny.png"}
+    args = [a.format(**values) for a in args]
+    assert main(["reconstruct", *original, *args]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "outdir").exists()
+
+
+def test_checkpoint_that_is_text_or_a_folder(tmp_path, capsys):
+    args = ["--edge", "e.png", "--color", "c.png", "-o", str(tmp_path / "o.png")]
+    for text in ("epoch,loss\n1,0.5\n", "hi\n"):
+        path = tmp_path / "notes.ckpt"
+        path.write_text(text)
+        assert main(["reconstruct", "--checkpoint", str(path), *args]) == 2
+        err = one_error_line(capsys)
+        assert str(path) in err and "is not a torch checkpoint file" in err
+    assert main(["reconstruct", "--checkpoint", str(tmp_path), *args]) == 2
+    assert "is a folder" in one_error_line(capsys)
+
+
+@needs_examples
+def test_swapped_edge_and_color_warn_in_one_line(original, tmp_path, capsys):
+    edge, color = EXAMPLES / "celeba" / "3_e.png", EXAMPLES / "celeba" / "3_c.png"
+    out = tmp_path / "out.png"
+    args = ["reconstruct", *original, "--edge", str(color), "--color", str(edge), "-o", str(out)]
+    assert main(args) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if str(color) in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: ") and "%" in warning[0]

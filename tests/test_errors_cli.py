@@ -57,7 +57,10 @@ def test_unquoted_home_path_reaches_the_data_check(tmp_path):
     ("overrides", "expected"),
     [
         (["data.imagesize=64"], "unknown config key data.imagesize: did you mean data.image_size"),
-        (["data=nope"], "Could not find 'data/nope' Available options in 'data': emoji folder"),
+        (
+            ["data=nope"],
+            "Could not find 'data/nope' Available options in 'data': avatars emoji folder",
+        ),
         (["model.generator.resblocks=2"], "did you mean model.generator.res_blocks"),
     ],
 )

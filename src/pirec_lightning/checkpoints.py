@@ -114,6 +114,14 @@ def read_checkpoint(path: str | Path, role: str = "checkpoint") -> dict[str, Any
                 )
             if not local.is_file():
                 raise CheckpointError(f"{role} file does not exist: {local}")
+            with open(local, "rb") as file:
+                head = file.read(4)
+            # torch files are zip archives, or (older torch, PI-REC's .pth) pickles of protocol 2+
+            if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+                raise CheckpointError(
+                    f"{role} {local} is not a torch checkpoint file; give a .ckpt written by "
+                    "pirec train (checkpoints/last.ckpt)"
+                )
             # mmap needs torch's zip format; legacy files (e.g. the original PI-REC .pth) load whole
             mmap = zipfile.is_zipfile(local)
             checkpoint = torch.load(local, map_location="cpu", weights_only=True, mmap=mmap)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pirec_lightning import __version__
 from pirec_lightning.app import (
@@ -24,6 +26,7 @@ from pirec_lightning.app import (
 from pirec_lightning.errors import EXIT_CODE, PirecError, one_line, report
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.evaluate import (
+    EDGES,
     checkpoint_test_split,
     evaluate,
     format_report,
@@ -32,8 +35,15 @@ from pirec_lightning.inference.evaluate import (
 )
 from pirec_lightning.inference.export import export
 from pirec_lightning.inference.pairs import reconstruct_folder
+from pirec_lightning.inference.reconstructor import (
+    check_outputs,
+    check_writable,
+    resolve_device,
+    save_images,
+)
 from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, list_models
 from pirec_lightning.training import main as train_main
+from pirec_lightning.training.console import quiet_lightning_tips
 
 EXAMPLES = "examples:\n  "
 
@@ -86,6 +96,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
 def load_reconstructor(args: argparse.Namespace):
     if args.pirec_refiner is not None and args.pirec_generator is None:
         raise ValueError("--pirec-refiner goes with --pirec-generator")
+    resolve_device(args.device)  # a device this machine lacks: one line before any loading
     if args.model is not None:
         return Reconstructor.pretrained(args.model, device=args.device)
     if args.checkpoint is not None:
@@ -131,6 +142,11 @@ def add_reconstruct(commands) -> None:
         choices=("canny", "drawn"),
         help="drawn: lines a person drew, thinned to 1 pixel before the model (default canny)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (input files are never written over)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="folder mode batch size")
     for flag, kind in (("--sigma", float), ("--median-kernel", int), ("--k", int)):
         parser.add_argument(flag, type=kind, help="photo mode: override the evaluation value")
@@ -138,12 +154,27 @@ def add_reconstruct(commands) -> None:
     parser.set_defaults(run=run_reconstruct)
 
 
-def run_reconstruct(args: argparse.Namespace) -> int:
-    from pathlib import Path
+#: reconstruct's options that only shape the edge and color domain made from a --photo
+PHOTO_OPTIONS = ("sigma", "median_kernel", "k", "second_median_kernel")
 
+
+def _positive(value: int, flag: str) -> None:
+    if value < 1:
+        raise ValueError(f"{flag} must be a positive integer, got {value}")
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    ignored = [name for name in PHOTO_OPTIONS if getattr(args, name) is not None]
+    if ignored and args.photo is None:
+        flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+        raise ValueError(
+            f"{flags} only shape{'s' if len(ignored) == 1 else ''} the edge and color domain "
+            "made from --photo; with --edge/--input-dir the color domain is given: drop it"
+        )
     if args.input_dir is not None:
         if args.output_dir is None:
             raise ValueError("--input-dir needs --output-dir")
+        _positive(args.batch_size, "--batch-size")
         model = load_reconstructor(args)
         if args.no_refine:
             model.refiner = None
@@ -155,6 +186,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             args.edge_polarity,
             args.device,
             edge_style=args.edge_style,
+            overwrite=args.overwrite,
         )
         print(f"wrote {len(written)} images to {args.output_dir}")
         return 0
@@ -162,24 +194,23 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         raise ValueError("give the output image with -o/--output")
     if args.edge is not None and args.color is None:
         raise ValueError("--edge needs --color (the color-domain image)")
+    (output,) = check_outputs([args.output], [args.edge, args.color, args.photo], args.overwrite)
     model = load_reconstructor(args)
     refine = not args.no_refine
     if args.photo is not None:
         images = model.from_photo(
             args.photo, args.sigma, args.median_kernel, args.k, args.second_median_kernel,
-            refine=refine, output_type="pil",
+            refine=refine,
         )  # fmt: skip
     else:
         images = model.reconstruct(
             args.edge,
             args.color,
             refine,
-            output_type="pil",
             edge_polarity=args.edge_polarity,
             edge_style=args.edge_style,
         )
-    Path(args.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(Path(args.output).expanduser())
+    save_images(images[:1], [output])
     print(f"wrote {args.output}")
     return 0
 
@@ -214,14 +245,17 @@ def add_evaluate(commands) -> None:
     parser.add_argument(
         "--edges",
         default="canny",
-        choices=("canny", "drawn", "drawn-as-is"),
+        choices=EDGES,
         help="canny (default); drawn: a synthetic drawn-lines set (3-px strokes, one per outline) "
-        "fed thinned (edge_style=drawn); drawn-as-is: the same strokes unthinned",
+        "fed thinned (edge_style=drawn); drawn-as-is: the same strokes unthinned; line_art: the "
+        "artists' own line art of a data=avatars model's test split (pass data=avatars otherwise)",
     )
     parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    _positive(args.batch_size, "--batch-size")
+    check_writable(Path(args.output_dir).expanduser() / "report.json")  # before the work
     model = load_reconstructor(args)
     size = args.image_size or model.image_size
     if args.input_dir is not None:
@@ -245,7 +279,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.fid_weights,
         edges=args.edges,
     )
-    report = {"model": args.checkpoint or args.pirec_generator, "source": source, **report}
+    report = {
+        "model": args.checkpoint or args.pirec_generator or f"pretrained:{args.model}",
+        "source": source,
+        **report,
+    }
     json_path, grid_path = write_report(report, grid, args.output_dir)
     print(f"{report['images']} images of {source} at {report['image_size']} px")
     print(format_report(report))
@@ -359,13 +397,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 1
+    quiet_lightning_tips()
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return args.run(args)
     except PirecError as error:
         return report(error)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # OSError: a missing file, a folder not writable
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_CODE
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``warning: <message>`` on one line (Python's own take two, with source)."""
+    print(f"warning: {one_line(Warning(message))}", file=file or sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

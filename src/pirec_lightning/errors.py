@@ -21,12 +21,14 @@ __all__ = [
     "EXIT_CODE",
     "AppError",
     "ImageTooLarge",
+    "OutputError",
     "RanksDisagree",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "HandOverError",
     "PirecError",
+    "RunDirBusy",
     "RunInterrupted",
     "TrainingDiverged",
     "VGGWeightsUnavailable",
@@ -67,7 +69,23 @@ class TrainingDiverged(PirecError, RuntimeError):
 
 
 class RunInterrupted(PirecError, RuntimeError):
-    """A phase's Trainer stopped before the end (Ctrl-C, a signal); the run can be resumed."""
+    """A phase's Trainer stopped before the end (Ctrl-C, a signal); the run can be resumed.
+
+    ``exit_code`` is the shell's for the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class RunDirBusy(PirecError, RuntimeError):
+    """Another live run holds the run dir (its lock file names it)."""
+
+
+class OutputError(PirecError, OSError):
+    """An output that cannot or must not be written: a read-only or missing folder, a file in
+    the way, an input file, or an existing file without ``--overwrite``."""
 
 
 class ImageTooLarge(ValueError):
@@ -90,6 +108,7 @@ def one_line(error: BaseException) -> str:
 
 
 def report(error: PirecError) -> int:
-    """Print ``error: <message>`` on stderr and return the exit code (2)."""
+    """Print ``error: <message>`` on stderr and return the exit code: 2, or the error's own
+    ``exit_code`` (an interrupted run: 130 or 143)."""
     print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
-    return EXIT_CODE
+    return int(getattr(error, "exit_code", EXIT_CODE))

@@ -205,6 +205,7 @@ def test_sigkill_then_resume(make_cfg, tmp_path):
     saved = _kill_after_first_checkpoint(run, steps=40, extra_wait=0.3)
     assert 1 <= saved < 40
     assert not (run / "finished.json").exists()
+    assert (run / "run.lock").is_file()  # the killed run's lock: stale, taken over below
     _, objects = train(
         make_cfg(
             "debug=tiny", "trainer.max_steps=6", "trainer.val_check_interval=100", output_dir=run
@@ -231,3 +232,25 @@ def test_sigkill_at_random_moments_always_resumes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_checkpoint_key(run / "checkpoints" / "last.ckpt", "global_step") == 2 * steps
     assert (run / "finished.json").is_file()
+
+
+def test_a_run_dir_holding_another_phase_is_refused(make_cfg, tmp_path, imitation_ckpt):
+    """generating into the imitation run's dir: neither its finished.json nor its last.ckpt is
+    taken for generating's (with or without finished.json)."""
+    import shutil
+
+    imitation_dir = imitation_ckpt.parent.parent
+    assert (imitation_dir / "finished.json").is_file()
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(imitation_dir, unfinished)
+    (unfinished / "finished.json").unlink()
+    for run_dir in (imitation_dir, unfinished):
+        cfg = make_cfg(
+            "debug=tiny", "phase=generating", f"init_from={imitation_ckpt}", output_dir=run_dir
+        )
+        with pytest.raises(ConfigError) as info:
+            train(cfg)
+        message = str(info.value)
+        assert f"{run_dir} holds an imitation run" in message
+        assert "choose another hydra.run.dir" in message and "\n" not in message
+    assert read_checkpoint_key(imitation_ckpt, "pirec_phase") == "imitation"

@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from pirec_lightning.config import ConfigError
+from pirec_lightning.errors import RunInterrupted
 from pirec_lightning.phases import ImitationPhase
 from pirec_lightning.training import train
 from tests.helpers import run_train
@@ -66,13 +68,14 @@ def test_unknown_phase_lists_valid_phases():
     ],
 )
 def test_config_mistakes_stop_with_one_line(override, expected, tmp_path):
-    result = run_cli("debug=tiny", override, f"hydra.run.dir={tmp_path}")
+    run_dir = tmp_path / "run"
+    result = run_cli("debug=tiny", override, f"hydra.run.dir={run_dir}")
     assert result.returncode == 2, result.stderr[-2000:]
     message = result.stderr.strip()
     assert expected in message
     assert "Traceback" not in message
     assert len(message.splitlines()) == 1
-    assert not list(tmp_path.rglob("*.ckpt"))
+    assert not run_dir.exists()  # no empty run dir with an empty log left behind
 
 
 def test_unknown_key_is_rejected(tmp_path):
@@ -141,11 +144,13 @@ def test_phase_all_runs_three_phases_and_resumes_where_interrupted(make_cfg, tmp
     ]
     cfg = make_cfg("phase=all", "debug=tiny", *interrupt, output_dir=run_dir)
     handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):  # Lightning's graceful Ctrl-C shutdown exits
-            train(cfg)
-    finally:  # Lightning ignores SIGINT from then on; give the test session its Ctrl-C back
-        signal.signal(signal.SIGINT, handler)
+    with pytest.raises(RunInterrupted) as info:  # Lightning's graceful Ctrl-C shutdown, one line
+        train(cfg)
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C works again afterwards
+    assert info.value.exit_code == 130
+    message = str(info.value)
+    assert message.startswith("generating interrupted at generator step 3; last.ckpt kept at ")
+    assert message.endswith(f"paths.output_dir={run_dir}")  # the top run dir, not the stage's
     assert (run_dir / "imitation" / "finished.json").is_file()
     assert (run_dir / "generating" / "checkpoints" / "last.ckpt").is_file()  # saved at step 2
     assert not (run_dir / "generating" / "finished.json").exists()
@@ -298,3 +303,97 @@ def test_ddp_spawn_on_cpu_two_processes(make_cfg, tmp_path):
         )
         assert state["global_step"] == 8
     assert "refinement/val/psnr" in metrics
+
+
+# ------------------------------------------------------------------ issue 20: the first hour
+def test_max_steps_minus_one_trains_until_stopped_keeping_the_last_checkpoints(make_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = make_cfg(
+        "debug=tiny",
+        "trainer.max_steps=-1",
+        "trainer.val_check_interval=100",
+        "callbacks.model_checkpoint.every_n_train_steps=1",
+        "callbacks.model_checkpoint.keep_last=2",
+        "+callbacks.interrupt._target_=tests.helpers.InterruptAt",
+        "+callbacks.interrupt.phase=imitation",
+        "+callbacks.interrupt.step=12",  # more than one epoch of debug=tiny (8 batches)
+        output_dir=run,
+    )
+    with pytest.raises(RunInterrupted) as info:  # Ctrl-C is the way such a run ends
+        train(cfg)
+    assert info.value.exit_code == 130
+    assert "imitation interrupted at generator step 12" in str(info.value)
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["last.ckpt", "step000010.ckpt", "step000011.ckpt"]
+
+
+def test_keep_last_is_a_model_checkpoint_setting(make_cfg):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from pirec_lightning.training import build_callbacks
+
+    cfg = make_cfg("debug=tiny")
+    assert cfg.callbacks.model_checkpoint.keep_last == 3
+    (checkpoint,) = [c for c in build_callbacks(cfg, 2) if isinstance(c, ModelCheckpoint)]
+    assert (checkpoint.save_top_k, checkpoint.monitor, checkpoint.mode) == (3, "step", "max")
+    assert checkpoint.save_last
+    every = build_callbacks(make_cfg("debug=tiny", "callbacks.model_checkpoint.keep_last=null"), 2)
+    assert [c.save_top_k for c in every if isinstance(c, ModelCheckpoint)] == [-1]
+    for bad in ("trainer.max_steps=0", "trainer.max_steps=-2"):
+        with pytest.raises(ConfigError, match="trainer.max_steps must be a positive integer or -1"):
+            train(make_cfg("debug=tiny", bad))
+    with pytest.raises(ConfigError, match="callbacks.model_checkpoint.keep_last"):
+        train(make_cfg("debug=tiny", "callbacks.model_checkpoint.keep_last=-1"))
+
+
+def test_a_run_shorter_than_its_validation_interval_validates_at_its_end(
+    make_cfg, tmp_path, caplog
+):
+    from pirec_lightning.training import monitored_metric
+
+    run = tmp_path / "run"
+    cfg = make_cfg("debug=tiny", "trainer.max_steps=3", "trainer.val_check_interval=100",
+                   output_dir=run)  # fmt: skip
+    metrics, _ = train(cfg)
+    assert monitored_metric(cfg, metrics) == metrics["val/psnr"]
+    (metrics_file,) = (run / "csv").rglob("metrics.csv")
+    with open(metrics_file) as file:
+        validated = [r for r in csv.DictReader(file) if r.get("val/psnr")]
+    assert len(validated) == 1  # once, at the end
+    # validation off on purpose: a single run still succeeds (only sweeps need the metric)
+    assert monitored_metric(cfg, {"train/g_loss": 1.0}) is None
+    assert "optimized_metric 'val/psnr' was not logged" in caplog.text
+
+
+def test_a_resumed_run_has_no_extra_noise(make_cfg, tmp_path, caplog):
+    """No Lightning tips, no `weights_only` note; the progress bar never counts past its total."""
+    run = tmp_path / "run"
+    bar = ["+callbacks.bar._target_=tests.training.test_train.BarTotals"]
+    with caplog.at_level("INFO"):
+        train(make_cfg("debug=tiny", *bar, output_dir=run))
+        BarTotals.seen.clear()
+        train(make_cfg("debug=tiny", "trainer.max_steps=7", *bar, output_dir=run))  # resumes
+    assert "Tip:" not in caplog.text and "weights_only" not in caplog.text
+    assert BarTotals.seen and all(done <= total for done, total in BarTotals.seen)
+    assert BarTotals.seen[-1][0] == BarTotals.seen[-1][1]
+
+
+class BarTotals(pl.Callback):
+    """Records (batches shown, total shown) of the training progress bar after every batch."""
+
+    seen: list[tuple[int, int]] = []  # noqa: RUF012 - a test's record
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from pirec_lightning.training.callbacks import PIRECProgressBar
+
+        (bar,) = [c for c in trainer.callbacks if isinstance(c, PIRECProgressBar)]
+        BarTotals.seen.append((batch_idx + 1, int(bar.total_train_batches)))
+
+
+def test_ddp_trainer_without_a_gpu_names_it(make_cfg):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError) as info:
+        train(make_cfg("trainer=ddp"))
+    message = str(info.value)
+    assert "(trainer=ddp)" in message and "trainer=ddp_cpu" in message

@@ -253,6 +253,8 @@ def launch(
     """
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: the app is reachable from other machines", host)
+    # Gradio's banner ends "To create a public link, set `share=True`": the app never shares
+    print(f"* serving on http://{host}:{port} (no share link; Ctrl-C to stop)", flush=True)
     return app.launch(
         server_name=host,
         server_port=port,
@@ -265,4 +267,5 @@ def launch(
         inbrowser=False,
         prevent_thread_lock=not block,
         css=CSS,
+        quiet=True,
     )

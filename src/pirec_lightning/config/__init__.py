@@ -5,7 +5,7 @@
 """
 
 from pirec_lightning.config.checks import check_sources, validate_config
-from pirec_lightning.config.compose import CONFIG_DIR, compose_config, config_dir
+from pirec_lightning.config.compose import CONFIG_DIR, compose_config, config_dir, hydra_run
 from pirec_lightning.config.overrides import prepare_overrides
 from pirec_lightning.errors import ConfigError
 
@@ -15,6 +15,7 @@ __all__ = [
     "check_sources",
     "compose_config",
     "config_dir",
+    "hydra_run",
     "prepare_overrides",
     "validate_config",
 ]

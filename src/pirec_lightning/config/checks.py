@@ -19,6 +19,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from pirec_lightning.config.compose import hydra_run
 from pirec_lightning.data.settings import check_data_settings
 from pirec_lightning.errors import CheckpointError, ConfigError, one_line
 from pirec_lightning.models.losses import VGGWeightsUnavailable, resolve_vgg19_weights
@@ -28,6 +29,7 @@ from pirec_lightning.phases import PHASES
 from pirec_lightning.pretrained import PREFIX, model_file
 
 __all__ = [
+    "check_callback_settings",
     "check_known_keys",
     "check_runtime",
     "check_sources",
@@ -87,12 +89,16 @@ def check_trainer_settings(trainer: Mapping[str, Any]) -> None:
     Raises:
         ValueError: one line naming the key and the valid values.
     """
-    for key in ("max_steps", "val_check_interval", "log_every_n_steps"):
+    max_steps = trainer.get("max_steps")
+    if not (max_steps is None or (_is_int(max_steps) and (max_steps > 0 or max_steps == -1))):
+        raise ValueError(
+            "trainer.max_steps must be a positive integer or -1 (train until stopped, keeping "
+            f"the last callbacks.model_checkpoint.keep_last checkpoints), got {max_steps!r}"
+        )
+    for key in ("val_check_interval", "log_every_n_steps"):
         value = trainer.get(key)
         fraction = key == "val_check_interval" and isinstance(value, float) and 0 < value <= 1
-        if not (
-            value is None or fraction or (_is_int(value) and (value > 0 or key == "max_steps"))
-        ):
+        if not (value is None or fraction or (_is_int(value) and value > 0)):
             raise ValueError(f"trainer.{key} must be a positive integer, got {value!r}")
     precision = str(trainer.get("precision", "32-true"))
     if precision not in PRECISIONS:
@@ -102,6 +108,23 @@ def check_trainer_settings(trainer: Mapping[str, Any]) -> None:
     nodes = trainer.get("num_nodes", 1)
     if not (_is_int(nodes) and nodes >= 1):
         raise ValueError(f"trainer.num_nodes must be a positive integer, got {nodes!r}")
+
+
+def check_callback_settings(callbacks: Mapping[str, Any] | None) -> None:
+    """``callbacks.*``: the keys pirec-lightning adds to a callback (``keep_last``).
+
+    Raises:
+        ValueError: one line naming the key and the valid values.
+    """
+    for name, node in (callbacks or {}).items():
+        if not isinstance(node, Mapping) or "keep_last" not in node:
+            continue
+        keep = node["keep_last"]
+        if not (keep is None or (_is_int(keep) and keep >= 0)):
+            raise ValueError(
+                f"callbacks.{name}.keep_last must be the number of periodic checkpoints to keep "
+                f"(0 or more; null keeps every one), got {keep!r}"
+            )
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -118,6 +141,7 @@ def validate_config(cfg: DictConfig) -> None:
         check_model_settings(_values(cfg.model))
         check_loss_settings(_values(cfg.loss))
         check_trainer_settings(_values(cfg.trainer))
+        check_callback_settings(_values(cfg.get("callbacks")))
     except ValueError as error:
         raise ConfigError(one_line(error)) from error
     _require_path(
@@ -225,8 +249,10 @@ def check_known_keys(cfg: DictConfig) -> None:
     for group in ("callbacks", "logger"):
         node = cfg.get(group)
         if isinstance(node, DictConfig):
+            # keep_last is pirec-lightning's, mapped onto ModelCheckpoint by the training builders
+            ignore = {"keep_last"} if group == "callbacks" else frozenset()
             for name in node:
-                _check_node(node.get(name), f"{group}.{name}")
+                _check_node(node.get(name), f"{group}.{name}", ignore)
 
 
 def check_runtime(cfg: DictConfig) -> None:
@@ -244,7 +270,24 @@ def check_runtime(cfg: DictConfig) -> None:
         )
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} (trainer=gpu) but this machine has no CUDA GPU "
-            "that PyTorch can use; train on the CPU with trainer=cpu"
+        chosen = _trainer_choice(cfg)
+        fix = (
+            "trainer=ddp_cpu (DDP on CPU processes) or trainer=cpu"
+            if chosen == "ddp"
+            else ("trainer=cpu")
         )
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} (trainer={chosen}) but this machine has no CUDA "
+            f"GPU that PyTorch can use; train on the CPU with {fix}"
+        )
+
+
+def _trainer_choice(cfg: DictConfig) -> str:
+    """The ``trainer=`` option that was chosen: Hydra's record on the command line; otherwise
+    read from the config (a DDP strategy node is ``trainer=ddp``'s)."""
+    hydra = hydra_run(cfg)
+    if hydra is not None and hydra.runtime.choices.get("trainer"):
+        return str(hydra.runtime.choices.get("trainer"))
+    strategy = cfg.trainer.get("strategy")
+    target = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else str(strategy)
+    return "ddp" if "ddp" in str(target).lower() else "gpu"

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pirec_lightning.errors import ConfigError
 
-__all__ = ["CONFIG_DIR", "compose_config", "config_dir"]
+__all__ = ["CONFIG_DIR", "compose_config", "config_dir", "hydra_run"]
 
 #: the folder holding train.yaml when running from a source checkout
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
@@ -47,3 +49,18 @@ def compose_config(
         if output_dir is not None:
             cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def hydra_run(cfg: DictConfig) -> Any | None:
+    """Hydra's record of the command-line run that composed ``cfg`` (``runtime.choices``,
+    ``overrides.task``, ``runtime.output_dir``), or None outside one: a config composed in code,
+    or a Hydra run of the same process that wrote elsewhere (its record is still set)."""
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    theirs = OmegaConf.select(hydra, "runtime.output_dir", default=None)  # unset: --cfg job
+    ours = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    if theirs is None or ours is None:
+        return None
+    ours, theirs = Path(str(ours)).expanduser().resolve(), Path(theirs).expanduser().resolve()
+    return hydra if theirs == ours or theirs in ours.parents else None

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pirec_lightning.inference.reconstructor import Reconstructor, StagePipeline
+from pirec_lightning.errors import OutputError, one_line
+from pirec_lightning.inference.reconstructor import Reconstructor, StagePipeline, check_writable
 
 __all__ = ["FORMATS", "PARITY_TOLERANCE", "export", "max_difference", "run_exported"]
 
@@ -67,19 +68,24 @@ def export(
 
     Raises:
         ValueError: unknown ``format``, or the difference exceeds :data:`PARITY_TOLERANCE`.
+        OutputError: ``path`` cannot be written (a read-only folder, a file in the way).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)  # before the minutes an export can take
     pipeline = StagePipeline(reconstructor.generator, reconstructor.refiner if refine else None)
     pipeline = pipeline.to("cpu").eval()
-    if format == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # jit.script's deprecation notice
-            torch.jit.script(pipeline).save(str(path))
-    else:
-        _export_onnx(pipeline, path, opset)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if format == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # jit.script's deprecation notice
+                torch.jit.script(pipeline).save(str(path))
+        else:
+            _export_onnx(pipeline, path, opset)
+    except OSError as error:  # the disk filled up, the folder went read-only meanwhile
+        raise OutputError(f"cannot write {path}: {one_line(error)}") from None
     difference = max_difference(pipeline, path, format)
     reconstructor.to(reconstructor.device)  # the pipeline shares its modules: move them back
     if difference > PARITY_TOLERANCE:

@@ -3,12 +3,27 @@ and the reconstructions back as what they ask for.
 
 Edge files are read as PI-REC reads them: greyscale (mode ``L``), white lines on black, a pixel is
 an edge above 59. Hand-drawn line art (black lines on white) is accepted too: with
-``edge_polarity="auto"`` the majority value of each image is taken as its background.
+``edge_polarity="auto"`` the majority value of each image is taken as its background. Edge images
+as people save them read the same way:
+
+- lines on a transparent background (mostly transparent: RGBA, LA, a palette with transparency):
+  the alpha is the lines' coverage, and the transparent background becomes the colour opposite
+  to the lines' (white lines land on black, black lines on white), never plain white;
+- 8-bit edge maps stored as 0 and 1 (the image's maximum is 1) are scaled to 0 and 255.
+
+An edge map that comes out empty, or with more than 30 % of its pixels as edges (a photo or a
+color domain given as the edge map), is read anyway with a one-line warning naming it.
+
+Arrays and tensors: numpy (H, W), (H, W, C), (B, H, W) or (B, H, W, C); a 3-D array is an image
+with channels when its last dim is 1, 3 or 4, otherwise a batch of B single-channel images.
+Tensors (H, W), (C, H, W), (B, H, W) or (B, C, H, W); a 3-D tensor is (C, H, W) when its first
+dim is 1, 3 or 4, otherwise a batch.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +35,7 @@ from torch import Tensor
 from pirec_lightning.images import open_image, to_rgb_on_white
 
 __all__ = [
+    "CROWDED_EDGES",
     "EDGE_POLARITIES",
     "EDGE_THRESHOLD",
     "OUTPUT_TYPES",
@@ -28,32 +44,61 @@ __all__ = [
     "to_edge_batch",
     "to_image_batch",
     "to_output",
+    "warn_unlikely_edges",
 ]
 
 #: an 8-bit edge pixel is an edge above this value (PI-REC's reading of its edge PNGs)
 EDGE_THRESHOLD = 59
+#: an edge map with more of its pixels as edges than this is suspect (PI-REC's: 3-8 %)
+CROWDED_EDGES = 0.30
+_CHANNELS = (1, 3, 4)
 EDGE_POLARITIES = ("auto", "white-on-black", "black-on-white")
 OUTPUT_TYPES = ("pt", "np", "pil")
 
 ImageInput = Tensor | np.ndarray | Image.Image | str | os.PathLike | Sequence[Any]
 
 
+def _lines_on_transparency(image: Image.Image) -> np.ndarray | None:
+    """Grey (H, W) uint8 of an edge image drawn on a transparent background (most pixels under
+    half opaque): the lines' grey weighted by their coverage (alpha), over the colour opposite
+    to the lines'. None for an image that is mostly opaque (read as it is, on white)."""
+    has_alpha = any(band in image.getbands() for band in ("A", "a"))
+    if not (has_alpha or "transparency" in image.info):
+        return None
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), np.float64) / 255
+    if (alpha < 0.5).mean() <= 0.5:
+        return None
+    grey = np.asarray(rgba.convert("RGB").convert("L"), np.float64)
+    covered = alpha >= 0.5
+    line = grey[covered].mean() if covered.any() else 255.0
+    background = 0.0 if line >= 128 else 255.0  # white lines go on black, dark ones on white
+    return np.round(grey * alpha + background * (1 - alpha)).astype(np.uint8)
+
+
 def _pil_to_array(image: Image.Image, channels: int) -> np.ndarray:
     if channels == 1:
-        rgb = to_rgb_on_white(image) if image.mode not in ("L", "1") else image
-        return np.asarray(rgb.convert("L"))[..., None]
+        if image.mode in ("L", "1"):
+            return np.asarray(image.convert("L"))[..., None]
+        lines = _lines_on_transparency(image)
+        if lines is not None:
+            return lines[..., None]
+        return np.asarray(to_rgb_on_white(image).convert("L"))[..., None]
     return np.asarray(to_rgb_on_white(image))
 
 
 def _array_to_tensor(array: np.ndarray, channels: int) -> Tensor:
-    """(H, W), (H, W, C) or (B, H, W, C) numpy -> (B, C, H, W) float in [0, 1]."""
-    if array.ndim == 2:
+    """(H, W), (H, W, C), (B, H, W) or (B, H, W, C) numpy -> (B, C, H, W) float in [0, 1]; a
+    3-D array whose last dim is not 1, 3 or 4 is a batch of single-channel images."""
+    shape = array.shape
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] not in _CHANNELS):
         array = array[..., None]
     if array.ndim == 3:
         array = array[None]
-    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
+    if array.ndim != 4 or array.shape[-1] not in _CHANNELS:
         raise ValueError(
-            f"numpy images must be (H, W), (H, W, C) or (B, H, W, C), got {array.shape}"
+            "numpy images must be (H, W), (H, W, C), (B, H, W) or (B, H, W, C) with C 1, 3 or "
+            f"4, got {shape}"
         )
     if not array.flags.writeable:  # torch wants writable memory (e.g. np.asarray of a PIL image)
         array = array.copy()
@@ -62,17 +107,23 @@ def _array_to_tensor(array: np.ndarray, channels: int) -> Tensor:
 
 
 def _from_tensor(tensor: Tensor, channels: int) -> Tensor:
-    """(H, W), (C, H, W) or (B, C, H, W); uint8 is scaled from 0-255. -> float (B, C, H, W)."""
+    """(H, W), (C, H, W), (B, H, W) or (B, C, H, W); uint8 is scaled from 0-255 (edges stored as
+    0/1, an image whose maximum is 1, from 0-1). -> float (B, C, H, W)."""
     if tensor.ndim == 2:
         tensor = tensor[None]
     if tensor.ndim == 3:
-        tensor = tensor[None]
+        # (C, H, W), or a batch (B, H, W) of single-channel images when B is no channel count
+        tensor = tensor[None] if tensor.shape[0] in _CHANNELS else tensor[:, None]
     if tensor.ndim != 4:
         raise ValueError(
-            f"image tensors must be (H, W), (C, H, W) or (B, C, H, W), got {tuple(tensor.shape)}"
+            "image tensors must be (H, W), (C, H, W), (B, H, W) or (B, C, H, W), got "
+            f"{tuple(tensor.shape)}"
         )
     if tensor.dtype == torch.uint8:
-        tensor = tensor.float() / 255
+        top = torch.full((tensor.shape[0], 1, 1, 1), 255.0, device=tensor.device)
+        if channels == 1:  # an edge map stored as 0 and 1
+            top[tensor.amax((1, 2, 3)) == 1] = 1.0
+        tensor = tensor.float() / top
     elif tensor.dtype == torch.bool:
         tensor = tensor.float()
     elif not tensor.is_floating_point():
@@ -145,10 +196,44 @@ def binarize_edges(edges: Tensor, edge_polarity: str = "auto") -> Tensor:
     return torch.where(invert.view(-1, 1, 1, 1), dark_lines, bright).to(edges.dtype)
 
 
+def _names(value: ImageInput, count: int) -> list[str]:
+    """How a warning names each of the ``count`` images of ``value``."""
+    if isinstance(value, (str, os.PathLike)):
+        return [str(value)] * count
+    if isinstance(value, Sequence) and len(value) == count:
+        return [
+            str(item) if isinstance(item, (str, os.PathLike)) else f"edge image {i} of the batch"
+            for i, item in enumerate(value)
+        ]
+    return ["the edge image"] if count == 1 else [f"edge image {i}" for i in range(count)]
+
+
+def warn_unlikely_edges(edges: Tensor, names: Sequence[str]) -> None:
+    """One warning per edge map (B, 1, H, W) in {0, 1} that is empty or has more than
+    :data:`CROWDED_EDGES` of its pixels as edges, naming it."""
+    for name, fraction in zip(names, edges.flatten(1).mean(1).tolist()):
+        if fraction == 0:
+            warnings.warn(
+                f"edge map {name} has no edge pixels after reading (white lines on black, or "
+                "black lines on white, an edge above 59/255): the model gets no lines",
+                stacklevel=3,
+            )
+        elif fraction > CROWDED_EDGES:
+            warnings.warn(
+                f"edge map {name} marks {round(fraction * 100)} % of the image as edges "
+                "(PI-REC's edge maps: under 10 %); is it a photo or the color domain? (edges go "
+                "to --edge, color domains to --color, photos to --photo)",
+                stacklevel=3,
+            )
+
+
 def to_edge_batch(value: ImageInput, edge_polarity: str = "auto") -> Tensor:
     """Any supported input -> (B, 1, H, W) float32 in {0, 1}: greyscale, then
-    :func:`binarize_edges` (colour inputs are converted to grey first)."""
-    return binarize_edges(_to_batch(value, 1), edge_polarity)
+    :func:`binarize_edges` (colour inputs are converted to grey first; lines on transparency and
+    0/1 files as the module says). Warns, naming the file, about an empty or crowded edge map."""
+    edges = binarize_edges(_to_batch(value, 1), edge_polarity)
+    warn_unlikely_edges(edges, _names(value, edges.shape[0]))
+    return edges
 
 
 def to_output(images: Tensor, output_type: str = "pt") -> Tensor | np.ndarray | list[Image.Image]:

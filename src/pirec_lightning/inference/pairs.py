@@ -21,7 +21,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pirec_lightning.data.folder import IMAGE_EXTENSIONS
 from pirec_lightning.inference.inputs import to_edge_batch, to_image_batch
-from pirec_lightning.inference.reconstructor import save_images
+from pirec_lightning.inference.reconstructor import (
+    check_input_size,
+    check_outputs,
+    resolve_device,
+    save_images,
+)
 from pirec_lightning.models.precision import mixed_precision
 from pirec_lightning.preprocess.drawn import prepare_edges
 
@@ -37,10 +42,16 @@ def find_pairs(root: str | Path) -> list[Pair]:
     """Edge/color pairs under ``root`` (recursive), sorted by name.
 
     Raises:
-        FileNotFoundError: ``root`` is not a folder.
-        ValueError: no pair was found (the message lists the naming schemes).
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: ``root`` is a file, or no pair was found (the message lists the naming
+            schemes).
     """
     root = Path(root).expanduser()
+    if root.is_file():
+        raise ValueError(
+            f"input folder {root} is a file, not a folder: give the folder of pairs (or one pair "
+            "with --edge and --color)"
+        )
     if not root.is_dir():
         raise FileNotFoundError(f"input folder does not exist: {root}")
     files = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
@@ -84,6 +95,7 @@ class PairDataset(Dataset):
                 f"{edge_path.name} is {tuple(edge.shape[-2:])} but {color_path.name} is "
                 f"{tuple(color.shape[-2:])}: a pair must share its size"
             )
+        check_input_size(*edge.shape[-2:], name=str(edge_path))
         return {"edge": edge, "color_domain": color, "index": index}
 
 
@@ -134,13 +146,19 @@ def trainer_for(device: str | None, callbacks: list[pl.Callback]) -> pl.Trainer:
     """A predict-only Trainer on ``device`` (``cpu``, ``cuda``, ``cuda:N``; None: auto)."""
     kwargs: dict[str, Any] = {"accelerator": "auto", "devices": 1}
     if device is not None:
-        parsed = torch.device(device)
+        parsed = resolve_device(device)
         kwargs["accelerator"] = "gpu" if parsed.type == "cuda" else parsed.type
         if parsed.type == "cuda" and parsed.index is not None:
             kwargs["devices"] = [parsed.index]
     if kwargs["accelerator"] in ("gpu", "auto") and torch.cuda.is_available():
         kwargs["precision"] = mixed_precision("cuda")
-    return pl.Trainer(logger=False, callbacks=callbacks, enable_model_summary=False, **kwargs)
+    return pl.Trainer(
+        logger=False,
+        callbacks=callbacks,
+        enable_model_summary=False,
+        enable_checkpointing=False,  # predicts only (and no checkpointing tip)
+        **kwargs,
+    )
 
 
 def reconstruct_folder(
@@ -153,22 +171,39 @@ def reconstruct_folder(
     preliminary: bool = False,
     num_workers: int = 0,
     edge_style: str = "canny",
+    overwrite: bool = False,
 ) -> list[Path]:
     """Reconstruct every pair of ``input_dir`` into ``output_dir`` through ``trainer.predict``.
 
+    Nothing is written unless every output can be: an input file is never written over, and an
+    existing output only with ``overwrite`` (PI-REC's examples ship their own ``N_out.png``).
+
     Returns:
         The written ``N_out.png`` paths.
+
+    Raises:
+        ValueError: ``batch_size`` below 1, or no pairs in ``input_dir``.
+        OutputError: an output is an input, exists (without ``overwrite``) or cannot be written.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive integer, got {batch_size!r}")
     pairs = find_pairs(input_dir)
+    output_dir = Path(output_dir).expanduser()
+    names = [f"{name}_out.png" for name, _, _ in pairs]
+    names += [f"{name}_preliminary.png" for name, _, _ in pairs] if preliminary else []
+    inputs = [path for _, edge, color in pairs for path in (edge, color)]
+    check_outputs([output_dir / name for name in names], inputs, overwrite)
     loader = DataLoader(
         PairDataset(pairs, edge_polarity, edge_style),
         batch_sampler=SameSizeBatches(pairs, batch_size),
         num_workers=num_workers,
     )
-    writer = PairWriter(pairs, Path(output_dir).expanduser(), preliminary)
+    writer = PairWriter(pairs, output_dir, preliminary)
     trainer = trainer_for(device, [writer])
     with warnings.catch_warnings():
         # SameSizeBatches returns every index; Lightning cannot see that in a custom sampler
         warnings.filterwarnings("ignore", "You are using a custom batch sampler")
+        # raised inside Lightning itself, nothing a user can act on
+        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)")
         trainer.predict(reconstructor, dataloaders=loader, return_predictions=False)
     return writer.written

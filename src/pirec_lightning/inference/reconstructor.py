@@ -10,7 +10,8 @@ a DataLoader of ``{"edge", "color_domain"}`` batches on any number of devices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from pirec_lightning.checkpoints import extract_prefix, model_state, read_checkpoint
-from pirec_lightning.errors import CheckpointError
+from pirec_lightning.errors import CheckpointError, OutputError, one_line
 from pirec_lightning.inference.inputs import ImageInput, to_edge_batch, to_image_batch, to_output
 from pirec_lightning.models.networks.loading import (
     build_generator,
@@ -36,13 +37,67 @@ from pirec_lightning.preprocess.confusion import ConfusionConfig, Preprocessor
 from pirec_lightning.preprocess.drawn import prepare_edges
 from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, read_pretrained
 
-__all__ = ["Reconstructor", "StagePipeline"]
+__all__ = [
+    "MIN_SIDE",
+    "Reconstructor",
+    "StagePipeline",
+    "check_input_size",
+    "check_outputs",
+    "check_writable",
+    "resolve_device",
+    "save_images",
+]
+
+#: the smallest image side the networks take: they halve the size twice (inputs are padded to a
+#: multiple of 4) and their dilated residual blocks pad by 2, so the middle needs 3 pixels
+MIN_SIDE = 9
 
 
-def _default_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``; None: CUDA when available, else the
+    CPU) checked against this machine.
+
+    Raises:
+        ValueError: not a device name, or a device this machine does not have (one line).
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"unknown device {str(device)!r}; use --device cpu, cuda or cuda:N"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r}: this machine has no CUDA GPU that PyTorch can use; "
+                "use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"device {str(device)!r}: this machine has {count} CUDA GPU(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(device)!r}: MPS is not available here; use --device cpu")
+    elif parsed.type != "cpu":
+        raise ValueError(
+            f"device {str(device)!r} is not supported; use --device cpu, cuda or cuda:N"
+        )
+    return parsed
+
+
+def check_input_size(height: int, width: int, name: str = "the image") -> None:
+    """Raises ValueError (one line, naming ``name``) for an image smaller than
+    :data:`MIN_SIDE` on a side, which the networks cannot take."""
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(
+            f"{name} is {width}x{height} px, too small: the model needs at least "
+            f"{MIN_SIDE}x{MIN_SIDE} px (minimum size)"
+        )
 
 
 class StagePipeline(nn.Module):
@@ -134,6 +189,7 @@ class Reconstructor(pl.LightningModule):
         Raises:
             CheckpointError: missing/unsafe file, an imitation checkpoint, or foreign weights.
         """
+        device = resolve_device(device)  # before reading: a device this machine lacks
         return cls.from_checkpoint_dict(read_checkpoint(path, "checkpoint"), path, device)
 
     @classmethod
@@ -147,6 +203,7 @@ class Reconstructor(pl.LightningModule):
             CheckpointError: unknown name (the message lists the bundled models).
         """
         name = name or DEFAULT_MODEL
+        device = resolve_device(device)
         return cls.from_checkpoint_dict(read_pretrained(name), f"{PREFIX}{name}", device)
 
     @classmethod
@@ -208,7 +265,7 @@ class Reconstructor(pl.LightningModule):
             preprocess_backend=data.get("preprocess_backend", "engine"),
         )
         model.data_settings = dict(data)
-        return model.to(_default_device(device))
+        return model.to(resolve_device(device))
 
     @classmethod
     def from_pirec(
@@ -222,9 +279,10 @@ class Reconstructor(pl.LightningModule):
 
         The color-domain settings are PI-REC's defaults (:class:`ConfusionConfig`).
         """
+        device = resolve_device(device)
         generator, _ = read_pirec_generator(generator_path)
         refiner = read_pirec_generator(refiner_path)[0] if refiner_path is not None else None
-        return cls(generator, refiner, image_size=128).to(_default_device(device))
+        return cls(generator, refiner, image_size=128).to(device)
 
     # ------------------------------------------------------------------------------- the model
     @property
@@ -258,6 +316,7 @@ class Reconstructor(pl.LightningModule):
                 f"edge {tuple(edge.shape)} and color {tuple(color.shape)} must share batch "
                 "size and image size"
             )
+        check_input_size(*edge.shape[-2:])
         device = self.device
         edge, color = edge.to(device), color.to(device)
         with torch.inference_mode():
@@ -366,9 +425,83 @@ class Reconstructor(pl.LightningModule):
         }
 
 
+def check_writable(path: str | Path) -> None:
+    """The folder the file ``path`` goes into can be written (or made): its nearest existing
+    ancestor is a folder that takes a file (a probe, so read-only mounts are caught, and a
+    read-only folder even for root, who passes every permission check).
+
+    Raises:
+        OutputError: one line naming the path and what is in the way.
+    """
+    path = Path(path).expanduser()
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(
+            f"cannot write {path}: {existing} is a file, not a folder; choose another output path"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise OutputError(
+            f"cannot write {path}: {existing} is not writable ({error.strerror or one_line(error)}); "
+            "choose another output folder"
+        ) from None
+
+
+def check_outputs(
+    outputs: Iterable[str | Path],
+    inputs: Iterable[str | Path | None] = (),
+    overwrite: bool = False,
+) -> list[Path]:
+    """Check image outputs before any work; returns them as paths.
+
+    Each must be an image file name (its extension names a format), never one of ``inputs``,
+    not an existing file unless ``overwrite`` (``--overwrite``), in a folder that can be written.
+
+    Raises:
+        OutputError: one line naming the path and the fix.
+    """
+    paths = [Path(p).expanduser() for p in outputs]
+    taken = {Path(p).expanduser().resolve() for p in inputs if p is not None}
+    existing = []
+    for path in paths:
+        if path.is_dir() or path.suffix.lower() not in Image.registered_extensions():
+            what = "is a folder" if path.is_dir() else "has no image extension"
+            raise OutputError(
+                f"output {path} {what}: the output needs an image file name (.png or .jpg), "
+                f"e.g. {path / 'out.png' if path.is_dir() else path.with_suffix('.png')}"
+            )
+        if path.resolve() in taken:
+            raise OutputError(
+                f"output {path} is an input file; it is never written over: choose another "
+                "output name or folder"
+            )
+        if path.exists():
+            existing.append(path)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputError(
+            f"output {existing[0]}{more} exists; pass --overwrite to replace it, or choose "
+            "another output"
+        )
+    for path in {p.parent: p for p in paths}.values():  # once per folder
+        check_writable(path)
+    return paths
+
+
 def save_images(images: Tensor, paths: list[str | Path]) -> None:
-    """Write (B, 3, H, W) images in [0, 1] as 8-bit PNGs/JPEGs, one per path."""
+    """Write (B, 3, H, W) images in [0, 1] as 8-bit PNGs/JPEGs, one per path.
+
+    Raises:
+        OutputError: a path cannot be written (one line naming it).
+    """
     array = np.round(images.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255)
     for image, path in zip(array.astype(np.uint8), paths):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(path)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path)
+        except (OSError, ValueError) as error:  # ValueError: PIL's unknown file extension
+            raise OutputError(f"cannot write {path}: {one_line(error)}") from None

@@ -1,5 +1,5 @@
 """The package's own callbacks: the progress bar in generator steps (the unit users set in the
-config) and the final ``last.ckpt``."""
+config), the final ``last.ckpt`` and the validation at the end of a run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import RichProgressBar
 
-__all__ = ["FinalCheckpoint", "PIRECProgressBar", "with_progress_bar"]
+__all__ = ["FinalCheckpoint", "FinalValidation", "PIRECProgressBar", "with_progress_bar"]
 
 
 class PIRECProgressBar(RichProgressBar):
@@ -22,11 +22,16 @@ class PIRECProgressBar(RichProgressBar):
 
     @property
     def total_train_batches(self) -> int | float:
+        """The batch of this epoch at which training ends: the epoch's end, or the batch that
+        reaches ``max_steps`` (counted from where the epoch is now, so a run resumed mid-epoch
+        shows 6/6, not 6/1)."""
         trainer = self.trainer
         per_batch = getattr(trainer.lightning_module, "optimizer_steps_per_batch", 1)
         if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
             remaining = (trainer.max_steps - trainer.global_step) // per_batch
-            return min(trainer.num_training_batches, remaining)
+            # batches of this epoch seen so far, the current one included (as global_step is)
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+            return min(trainer.num_training_batches, done + remaining)
         return trainer.num_training_batches
 
     def _get_train_description(self, current_epoch: int) -> str:
@@ -47,7 +52,22 @@ class FinalCheckpoint(pl.Callback):
         stale = trainer.global_step != getattr(callback, "_last_global_step_saved", -1)
         # saving is collective: every rank follows rank 0's view of the file
         if trainer.strategy.broadcast(stale or not path.exists()):
-            trainer.save_checkpoint(path)
+            # a full checkpoint (optimizers, loops), as the interval saves: resumable
+            trainer.save_checkpoint(path, weights_only=False)
+
+
+class FinalValidation(pl.Callback):
+    """Validate once more on the step that ends training when the validation interval would
+    not: a run shorter than ``trainer.val_check_interval`` (or ending between two validations)
+    still ends with its final metrics. Lightning validates the batch on which training is asked
+    to stop, so this only asks it to stop there (it stops there anyway)."""
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx
+    ) -> None:
+        limit = trainer.max_steps
+        if limit is not None and limit > 0 and trainer.global_step >= limit:
+            trainer.should_stop = True
 
 
 def with_progress_bar(callbacks: list[Any], cfg: DictConfig) -> list[Any]:

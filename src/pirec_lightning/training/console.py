@@ -2,8 +2,8 @@
 
 Lightning counts both optimizers of a GAN step, so its own stop message reads
 "`max_steps=8` reached" for ``trainer.max_steps=4`` and its default progress bar shows
-"Epoch 0/-2" for ``max_epochs=-1``; these helpers make both speak in generator steps, and say
-when a debug overlay replaced the chosen trainer.
+"Epoch 0/-2" for ``max_epochs=-1``; these helpers make both speak in generator steps, say
+when a debug overlay replaced the chosen trainer, and keep Lightning's product tips away.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import logging
 import re
 from collections.abc import Iterator
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-__all__ = ["generator_step_messages", "note_overlays"]
+from pirec_lightning.config import hydra_run
+
+__all__ = ["generator_step_messages", "note_overlays", "quiet_lightning_tips"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,22 @@ class _GeneratorSteps(logging.Filter):
         return True
 
 
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ... litlogger", "... litmodels")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+_NO_TIPS = _NoTips()
+
+
+def quiet_lightning_tips() -> None:
+    """Keep Lightning's product tips off the console (every Trainer prints one); idempotent."""
+    for name in _LIGHTNING_LOGGERS:
+        logging.getLogger(name).addFilter(_NO_TIPS)
+
+
 @contextlib.contextmanager
 def generator_step_messages(per_batch: int) -> Iterator[None]:
     """While active, Lightning's "max_steps reached" message counts generator steps."""
@@ -57,9 +74,10 @@ def generator_step_messages(per_batch: int) -> Iterator[None]:
 def note_overlays(cfg: DictConfig) -> None:
     """Say in the log when a debug overlay replaced the trainer the user chose."""
 
-    if not HydraConfig.initialized():
+    hydra = hydra_run(cfg)
+    if hydra is None:
         return
-    choices = HydraConfig.get().runtime.choices
+    choices = hydra.runtime.choices
     debug, trainer = choices.get("debug"), choices.get("trainer")
     accelerator = cfg.trainer.get("accelerator")
     if debug and trainer not in (None, "cpu", "ddp_cpu") and accelerator == "cpu":

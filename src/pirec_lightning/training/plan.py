@@ -16,6 +16,7 @@ from pirec_lightning.errors import ConfigError
 from pirec_lightning.training.loggers import finish_wandb
 from pirec_lightning.training.phase import train_phase
 from pirec_lightning.training.resume import DONE_FILE
+from pirec_lightning.training.rundir import hold_run_dir
 
 __all__ = ["stage_config", "train_all"]
 
@@ -30,6 +31,7 @@ def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
         if stage.phase.get("max_steps") is not None:
             stage.trainer.max_steps = stage.phase.max_steps
         stage.paths.output_dir = str(run_dir / name)
+        stage.paths.run_dir = str(run_dir)  # the dir the command names (to resume the run)
         stage.ckpt_path = None
         stage.init_from = None
     return stage
@@ -43,10 +45,17 @@ def train_all(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             "phase=all resumes by itself: re-run with the same hydra.run.dir instead of ckpt_path"
         )
     run_dir = Path(OmegaConf.select(cfg, "paths.output_dir")).expanduser()
-    names = list(cfg.phase.stages)
-    stages = {name: stage_config(cfg, name, run_dir) for name in names}
+    stages = {name: stage_config(cfg, name, run_dir) for name in cfg.phase.stages}
     for stage in stages.values():  # every stage's config is checked before any work
         validate_config(stage)
+    with hold_run_dir(run_dir):  # once, for every stage (each in a subfolder of it)
+        return _train_stages(cfg, run_dir, stages)
+
+
+def _train_stages(
+    cfg: DictConfig, run_dir: Path, stages: dict[str, DictConfig]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    names = list(stages)
     metrics: dict[str, float] = {}
     objects: dict[str, Any] = {"cfg": cfg, "phases": {}}
     previous: str | None = cfg.get("init_from")

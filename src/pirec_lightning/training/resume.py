@@ -5,7 +5,9 @@
 - :func:`check_resume_checkpoint` turns a corrupt file, another phase's checkpoint or another
   architecture into one :class:`~pirec_lightning.errors.CheckpointError` naming the file and fix.
 - :func:`mark_finished` writes ``finished.json`` atomically, only when the Trainer ended normally.
-- :func:`resume_run_dir` resumes a single phase run into a run dir that holds one already.
+- :func:`resume_run_dir` resumes a single phase run into a run dir that holds one already (of the
+  same phase: another phase's run dir is refused).
+- :func:`interruption` is the one line an interrupted run ends with (exit 130 or 143).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import copy
 import io
 import json
 import logging
+import shlex
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,8 @@ from pirec_lightning.checkpoints import (
     read_checkpoint,
     read_checkpoint_key,
 )
-from pirec_lightning.errors import CheckpointError, RunInterrupted, TrainingDiverged
+from pirec_lightning.config import hydra_run
+from pirec_lightning.errors import CheckpointError, ConfigError, RunInterrupted, TrainingDiverged
 from pirec_lightning.phases import PhaseModule
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "check_resume_checkpoint",
     "finish_phase",
+    "interruption",
     "mark_finished",
     "resume_run_dir",
 ]
@@ -125,13 +132,14 @@ def trainer_finished(trainer: Any) -> bool:
     return bool(state.finished) and not trainer.interrupted
 
 
-def finish_phase(trainer: Any, model: Any, last: str | None, output_dir: str | Path) -> None:
+def finish_phase(trainer: Any, model: Any, last: str | None, cfg: Any) -> None:
     """After ``fit`` returned: raise what the user must know instead of handing the phase on.
 
     Raises:
         TrainingDiverged: ``max_bad_steps`` consecutive NaN/inf steps; ``last`` holds the last
             good weights.
-        RunInterrupted: the Trainer was interrupted (Lightning versions that return on Ctrl-C).
+        RunInterrupted: the Trainer was interrupted (Lightning versions that return on Ctrl-C);
+            ``cfg`` names the run dir to resume.
     """
     guard = getattr(model, "numeric_guard", None)
     if guard is not None and guard.exhausted:
@@ -142,44 +150,108 @@ def finish_phase(trainer: Any, model: Any, last: str | None, output_dir: str | P
             "model.optimizer.lr or check the data, then resume with ckpt_path=" + str(last)
         )
     if not trainer_finished(trainer):
-        raise RunInterrupted(
-            f"{model.name} was interrupted at generator step {model.generator_step}; rerun the "
-            f"same command with hydra.run.dir={output_dir} to resume from {last}"
+        raise interruption(model, last, cfg)
+
+
+#: the shell's exit status of a process stopped by each signal
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def resume_command(cfg: Any, run_dir: Path) -> str:
+    """The command that resumes ``run_dir``: the user's own command line with
+    ``hydra.run.dir=<run_dir>`` (``train(cfg)`` again from code)."""
+    hydra = hydra_run(cfg)
+    if hydra is None:
+        return f"train(cfg) again with paths.output_dir={run_dir}"
+    program = sys.argv[0] if sys.argv[0].startswith("pirec") else f"python {sys.argv[0]}"
+    overrides = [o for o in hydra.overrides.task if not o.startswith("hydra.run.dir=")]
+    return " ".join([program, shlex.join([*overrides, f"hydra.run.dir={run_dir}"])])
+
+
+def interruption(
+    model: Any, last: str | None, cfg: Any, signum: int = signal.SIGINT
+) -> RunInterrupted:
+    """The one line of a run stopped by ``signum`` (Ctrl-C: SIGINT, exit 130; SIGTERM: 143):
+    the phase, the step it stopped at, the checkpoint kept and the command that resumes it
+    (``paths.run_dir``, the top run dir of ``phase=all``, or ``paths.output_dir``)."""
+    run_dir = Path(
+        OmegaConf.select(cfg, "paths.run_dir", default=None) or cfg.paths.output_dir
+    ).expanduser()
+    where = f"{model.name} interrupted at generator step {model.generator_step}"
+    command = resume_command(cfg, run_dir)
+    if last is None or not Path(last).is_file():
+        message = f"{where}, before its first checkpoint; start again with: {command}"
+    else:
+        per_batch = getattr(model, "optimizer_steps_per_batch", 1)
+        saved = int(read_checkpoint_key(last, "global_step", 0)) // per_batch
+        message = (
+            f"{where}; last.ckpt kept at {last} (generator step {saved}); resume with: {command}"
         )
+    return RunInterrupted(message, EXIT_CODES.get(signum, 130))
+
+
+def _another_phase(output_dir: Path, held: str, phase: str, what: str) -> ConfigError:
+    article = "an" if held[:1] in "aeiou" else "a"
+    return ConfigError(
+        f"run dir {output_dir} holds {article} {held} run ({what}), not {phase}; choose another "
+        f"hydra.run.dir for phase={phase} (init_from=<its checkpoints/last.ckpt> starts "
+        f"{phase} from that run's weights)"
+    )
 
 
 def find_resume_point(
-    output_dir: str | Path, checkpoints_dir: str | Path, max_steps: int | None, per_batch: int
+    output_dir: str | Path,
+    checkpoints_dir: str | Path,
+    max_steps: int | None,
+    per_batch: int,
+    phase: str | None = None,
 ) -> tuple[str | None, dict[str, float] | None]:
-    """What to do with a run dir that already holds a phase: ``(ckpt_path, None)`` to resume
+    """What to do with a run dir that already holds ``phase``: ``(ckpt_path, None)`` to resume
     its ``last.ckpt``, ``(None, metrics)`` when it finished and ``max_steps`` asks for no more,
     ``(None, None)`` for a fresh run dir.
 
     Raises:
+        ConfigError: the run dir holds another phase's run (its ``finished.json`` or its
+            ``last.ckpt`` say so): neither is taken for this phase's.
         CheckpointError: ``last.ckpt`` is unreadable (it names the file).
     """
+    output_dir = Path(output_dir).expanduser()
+    done = output_dir / DONE_FILE
+    record = json.loads(done.read_text()) if done.is_file() else None
+    if phase is not None and record is not None and record.get("phase") not in (None, phase):
+        raise _another_phase(output_dir, str(record["phase"]), phase, DONE_FILE)
     last = Path(checkpoints_dir).expanduser() / "last.ckpt"
     if not last.is_file():
         return None, None
-    done = Path(output_dir).expanduser() / DONE_FILE
-    if done.is_file():
-        steps = int(read_checkpoint_key(last, "global_step", 0)) // per_batch
+    checkpoint = read_checkpoint(last, "the run dir's")  # unreadable: say so before Lightning
+    held = checkpoint.get("pirec_phase")
+    if phase is not None and held not in (None, phase):
+        raise _another_phase(output_dir, str(held), phase, "checkpoints/last.ckpt")
+    if record is not None:
+        steps = int(checkpoint.get("global_step", 0)) // per_batch
         if max_steps is None or max_steps <= 0 or steps >= max_steps:
-            return None, json.loads(done.read_text()).get("metrics", {})
-    read_checkpoint(last, "the run dir's")  # unreadable: say so before Lightning does
+            return None, record.get("metrics", {})
     return str(last), None
 
 
 def resume_run_dir(cfg: Any, output_dir: Path) -> tuple[Any, dict[str, float] | None]:
     """A single phase run into a run dir that holds one already: ``(cfg with ckpt_path=its
     last.ckpt, None)`` to resume, ``(cfg with ckpt_path=last.ckpt, metrics)`` when it is
-    finished (and says so), ``(cfg, None)`` otherwise or when ``ckpt_path`` is given."""
+    finished (and says so), ``(cfg, None)`` otherwise or when ``ckpt_path`` is given.
+
+    Raises:
+        ConfigError: the run dir holds another phase's run.
+    """
     if cfg.get("ckpt_path") is not None:
         return cfg, None
     checkpoints = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
     checkpoints = Path(checkpoints) if checkpoints else output_dir / "checkpoints"
     resume, done = find_resume_point(
-        output_dir, checkpoints, cfg.trainer.get("max_steps"), PhaseModule.optimizer_steps_per_batch
+        output_dir,
+        checkpoints,
+        cfg.trainer.get("max_steps"),
+        PhaseModule.optimizer_steps_per_batch,
+        cfg.phase.name,
     )
     if resume is None and done is None:
         return cfg, None
