@@ -117,7 +117,7 @@ def test_init_from_pretrained_fine_tunes(bundled, tmp_path):
     )
     metrics, objects = train(cfg)
     assert objects["last_ckpt"] is not None and "train/g_loss" in metrics
-    # the hand-over itself: the bundled second stage becomes the generating generator
+    # the hand-over itself: the bundled first stage becomes the generating generator
     from pirec_lightning.phases.handover import init_from_checkpoint, read_init_from
     from pirec_lightning.training import build_phase
 
@@ -125,4 +125,4 @@ def test_init_from_pretrained_fine_tunes(bundled, tmp_path):
     init_from_checkpoint(module, read_init_from("pretrained:tiny-32"))
     reference = pretrained.read_pretrained("tiny-32")["state_dict"]
     for key, value in module.generator.state_dict().items():
-        torch.testing.assert_close(value, reference[f"generator.{key}"])
+        torch.testing.assert_close(value, reference[f"preliminary_generator.{key}"])

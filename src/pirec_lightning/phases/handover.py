@@ -58,7 +58,9 @@ def init_from_checkpoint(
         mapping: source prefix -> attributes of ``module`` that receive it. Default:
             ``generator.`` -> ``generator``, ``discriminator.`` -> ``discriminator``; a module
             with a ``preliminary_generator`` gets the source's ``preliminary_generator.``
-            weights when it has them (a refinement checkpoint), else its ``generator.`` ones.
+            weights when it has them (a refinement checkpoint), else its ``generator.`` ones; a
+            module without one (imitation, generating) takes a refinement checkpoint's first
+            stage, ``preliminary_generator.``, as its ``generator``.
 
     Returns:
         Tensors copied per receiving attribute.
@@ -75,6 +77,13 @@ def init_from_checkpoint(
                 mapping["preliminary_generator."] = ("preliminary_generator",)
             else:
                 mapping["generator."] = ("generator", "preliminary_generator")
+        elif any(k.startswith("preliminary_generator.") for k in state):
+            # a refinement checkpoint into imitation or generating: its first stage (edge +
+            # colour domain -> image) is the network those phases train, not its refiner
+            mapping = {
+                "preliminary_generator.": ("generator",),
+                "discriminator.": ("discriminator",),
+            }
     copied: dict[str, int] = {}
     for prefix, attributes in mapping.items():
         weights = extract_prefix(state, prefix)
