@@ -32,7 +32,8 @@ from torchvision.utils import save_image
 
 from pirec_lightning import pretrained
 from pirec_lightning.checkpoints import read_checkpoint_key
-from pirec_lightning.data.avatars import AvatarDataset, attribution_markdown, avatar_styles
+from pirec_lightning.data import PIRECDataModule
+from pirec_lightning.data.avatars import attribution_markdown, avatar_styles
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.evaluate import evaluate
 
@@ -43,17 +44,8 @@ CHECK = {"split": "test", "style": "lorelei", "count": 16, "edges": "line_art", 
 
 def check_set(model: Reconstructor, count: int = CHECK["count"]) -> Subset:
     """The first ``count`` items of the avatars test split in the held-out line-art style."""
-    data = model.data_settings.get("avatars") or {}
-    dataset = AvatarDataset(
-        CHECK["split"],
-        int(model.image_size),
-        count=data.get("count", 20_000),
-        styles=data.get("styles"),
-        heldout_styles=data.get("heldout_styles") or (),
-        fractions=model.data_settings.get("split", (0.9, 0.05, 0.05)),
-        split_seed=model.data_settings.get("split_seed", 0),
-        packed=True,
-    )
+    settings = {k: v for k, v in model.data_settings.items() if k != "outputs"}
+    dataset = PIRECDataModule(**settings).avatar_dataset(CHECK["split"])
     picked = [i for i, (style, _) in enumerate(dataset.items) if style == CHECK["style"]]
     return Subset(dataset, picked[:count])
 

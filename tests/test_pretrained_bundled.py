@@ -14,7 +14,7 @@ from torch.utils.data import Subset
 
 from pirec_lightning import pretrained
 from pirec_lightning.app.sketch import SketchHandlers, bundled_examples
-from pirec_lightning.data.avatars import AvatarDataset
+from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.evaluate import evaluate
 from tests.conftest import PROJECT_ROOT
@@ -41,18 +41,8 @@ def test_bundled_model_gives_the_figures_of_its_card():
     model = Reconstructor.pretrained(device="cpu")
     assert model.stages == 2 and model.image_size == 128
     check = pretrained.model_card()["check"]
-    data = model.data_settings
-    avatars = data["avatars"]
-    dataset = AvatarDataset(
-        check["split"],
-        int(model.image_size),
-        count=avatars["count"],
-        styles=avatars["styles"],
-        heldout_styles=avatars["heldout_styles"] or (),
-        fractions=data["split"],
-        split_seed=data["split_seed"],
-        packed=True,
-    )
+    settings = {k: v for k, v in model.data_settings.items() if k != "outputs"}
+    dataset = PIRECDataModule(**settings).avatar_dataset(check["split"])
     picked = [i for i, (style, _) in enumerate(dataset.items) if style == check["style"]]
     report, _ = evaluate(
         model,

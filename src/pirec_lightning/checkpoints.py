@@ -123,7 +123,7 @@ def read_checkpoint(path: str | Path, role: str = "checkpoint") -> dict[str, Any
                     "pirec train (checkpoints/last.ckpt)"
                 )
             # mmap needs torch's zip format; legacy files (e.g. the original PI-REC .pth) load whole
-            mmap = zipfile.is_zipfile(local)
+            mmap = head.startswith(b"PK\x03\x04")
             checkpoint = torch.load(local, map_location="cpu", weights_only=True, mmap=mmap)
         else:
             with get_filesystem(path_str).open(path_str, "rb") as file:
@@ -132,12 +132,6 @@ def read_checkpoint(path: str | Path, role: str = "checkpoint") -> dict[str, Any
         raise
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        if found is None and "GLOBAL" not in str(error):
-            # not a pickle of ours at all (a text file...): say what it is, not "code"
-            raise CheckpointError(
-                f"{role} {path} is not a torch checkpoint file; give a .ckpt written by "
-                "pirec train (checkpoints/last.ckpt)"
-            ) from None
         detail = f" (it references {found.group(1)})" if found else ""
         raise CheckpointError(
             f"{role} {path} holds pickled Python objects besides tensors{detail}; refused "

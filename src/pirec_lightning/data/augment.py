@@ -87,6 +87,8 @@ class Augmentation(nn.Module):
                 images = torch.cat([transform(images[:, :3]), images[:, 3:]], dim=1)
             else:
                 images = transform(images)
+        if images.shape[1] == 3:
+            return images.clamp(0, 1)
         return torch.cat([images[:, :3].clamp(0, 1), images[:, 3:]], dim=1)
 
 

@@ -60,12 +60,15 @@ def disk(radius: int, device: torch.device | str | None = None) -> Tensor:
     return ((r[:, None] ** 2 + r[None, :] ** 2) <= radius**2).float()
 
 
-def dilate_edges(edges: Tensor, radius: int | Tensor) -> Tensor:
+def dilate_edges(edges: Tensor, radius: int | Tensor, max_radius: int | None = None) -> Tensor:
     """Widen strokes by ``radius`` pixels per sample (dilation by a disk; 0 keeps them).
 
     Args:
         edges: (B, 1, H, W) in {0, 1}.
         radius: int or (B,) int tensor, >= 0. A 1-pixel line becomes ``2 * radius + 1`` wide.
+        max_radius: the largest radius ``radius`` can hold, known on the host (e.g. the top of
+            a drawn range): every radius up to it is computed and picked per sample, with no
+            host sync and no check of ``radius``. None reads the radii present instead.
 
     Returns:
         (B, 1, H, W) in {0, 1}, same dtype; pixels outside the image count as background.
@@ -76,6 +79,13 @@ def dilate_edges(edges: Tensor, radius: int | Tensor) -> Tensor:
     """
     _check_edges(edges)
     radius = torch.as_tensor(radius, device=edges.device).long().expand(len(edges))
+    if max_radius is not None:
+        out = edges
+        for r in range(1, int(max_radius) + 1):
+            kernel = disk(r, edges.device).to(edges.dtype)[None, None]
+            grown = (F.conv2d(edges, kernel, padding=r) > 0.5).to(edges.dtype)
+            out = torch.where((radius == r).view(-1, 1, 1, 1), grown, out)
+        return out
     if (radius < 0).any():
         raise ValueError(f"radius must be >= 0, got {radius.tolist()}")
     out = edges.clone()
@@ -314,7 +324,7 @@ def augment_drawn_edges(
         lines[replace] = drawn_lines(
             images[traced], stroke_radius=0, threshold=threshold, regions=regions
         ).to(lines.dtype)
-    lines = dilate_edges(lines, radius[picked])
+    lines = dilate_edges(lines, radius[picked], max_radius=int(dilation[1]))
     thin = (draws[2][picked] < thinning).view(-1, 1, 1, 1)
     if thin.any():
         lines = torch.where(thin, thin_edges(lines), lines)
@@ -364,11 +374,7 @@ def use_line_art(
     lo, hi = int(dilation[0]), int(dilation[1])
     radius = torch.randint(lo, hi + 1, (batch,), generator=generator, device=device)
     lines = (line_art > 0.5).to(edges.dtype)
-    widened = lines
-    for r in range(max(lo, 1), hi + 1):  # the range is known on the host: nothing is read
-        kernel = disk(r, device).to(edges.dtype)[None, None]
-        grown = (F.conv2d(lines, kernel, padding=r) > 0.5).to(edges.dtype)
-        widened = torch.where((radius == r).view(-1, 1, 1, 1), grown, widened)
+    widened = dilate_edges(lines, radius, max_radius=hi)  # the range is known: nothing is read
     thin = (draws[1] < thinning).view(-1, 1, 1, 1)
     drawn = torch.where(thin, thin_edges(widened, thin_passes, early_stop=False), widened)
     use = ((draws[0] < probability) & available.to(torch.bool)).view(-1, 1, 1, 1)
