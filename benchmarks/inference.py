@@ -2,6 +2,7 @@
 
     python benchmarks/inference.py [--device cpu|cuda] [--size 128] [--batch 64] [--repeats 3]
                                    [--base-channels 64] [--res-blocks 8] [--checkpoint C] [--json]
+                                   [--no-onnx] [--no-compile] [--channels-last] [--profile PATH]
 
 Per row: ms per image at batch 1 and images/s at ``--batch``, two stages, ``--size`` px:
 
@@ -10,9 +11,21 @@ Per row: ms per image at batch 1 and images/s at ``--batch``, two stages, ``--si
 (b) Reconstructor: ``Reconstructor.reconstruct(edge, color)`` from tensors: input checks, edge
     binarization, padding, device moves, autocast on CUDA, clamping; target (b) <= 1.15 x (a);
 (c) ONNX Runtime on CPU (CPUExecutionProvider) running ``pirec export --format onnx``; target: no
-    slower than eager (a) on CPU.
+    slower than eager (a) on CPU;
+(d) compiled: (b) with ``Reconstructor(..., compile=True)`` (``torch.compile``, the mode chosen by
+    device: ``reduce-overhead`` on CUDA, the default mode on the CPU), the same weights; the
+    ratio (d)/(b) is the compiled time over eager's. Its warm-up (3 calls per batch size) is not
+    timed; the first call's seconds, compilation included, are reported
+    (``compiled_first_call_s_batch*``), and ``compiled_max_abs_diff`` is max |(d) - (b)| at
+    batch 1. ``--no-compile`` skips it;
+(e) compiled + channels_last (``--channels-last``): (d) with weights and inputs in
+    ``torch.channels_last`` (a copy of the weights).
 
-(a), (b) and (c) alternate ``--repeats`` times; each figure is the median of its runs. The networks
+``--profile PATH`` then profiles 5 calls at ``--batch`` of (d) (of (b) with ``--no-compile``):
+a Chrome trace at PATH and the top ops by self time (see ``_profile.py``; on stderr with
+``--json``).
+
+(a) to (e) alternate ``--repeats`` times; each figure is the median of its runs. The networks
 are PI-REC's full size by default (random weights unless ``--checkpoint``: speed does not depend
 on the values). GPU target: >= 3,000 images/s for both stages at batch 64, bf16, one H100/H200.
 """
@@ -20,9 +33,12 @@ on the values). GPU target: >= 3,000 images/s for both stages at batch 64, bf16,
 from __future__ import annotations
 
 import argparse
+import copy
+import io
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +48,15 @@ import torch
 
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.models.networks import Generator
+
+#: the rows: letter and the label of their keys in the JSON object
+ARMS = (
+    ("a", "bare"),
+    ("b", "reconstructor"),
+    ("c", "onnxruntime_cpu"),
+    ("d", "compiled"),
+    ("e", "compiled_channels_last"),
+)
 
 
 def timed(run: Callable[[], object], device: torch.device) -> float:
@@ -72,6 +97,8 @@ def onnx_session(rec: Reconstructor, folder: Path, threads: int):
     export(rec, "onnx", path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads  # the same CPU budget as eager
+    # no busy-waiting threads after a run: they would slow the row timed next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -85,6 +112,13 @@ def main() -> None:
     parser.add_argument("--res-blocks", type=int, default=8)
     parser.add_argument("--checkpoint", help="time a trained refinement checkpoint instead")
     parser.add_argument("--no-onnx", action="store_true", help="skip (c)")
+    parser.add_argument("--no-compile", action="store_true", help="skip (d) and (e)")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="add (e): compiled + channels_last"
+    )
+    parser.add_argument(
+        "--profile", metavar="PATH", help="write a Chrome trace of 5 calls of (d), or (b)"
+    )
     parser.add_argument(
         "--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: torch's)"
     )
@@ -106,16 +140,33 @@ def main() -> None:
     if not args.no_onnx:
         onnx = onnx_session(rec.to("cpu"), Path(folder.name), torch.get_num_threads())
         rec.to(device)
+    compiled = {}  # (d) and (e): lazily compiled on their first call
+    if not args.no_compile:
+        compiled["d"] = Reconstructor(rec.generator, rec.refiner, compile=True).to(device)
+        if args.channels_last:
+            copies = copy.deepcopy(rec.generator), copy.deepcopy(rec.refiner)
+            compiled["e"] = Reconstructor(*copies, compile=True, channels_last=True).to(device)
 
-    rows: dict[str, dict[int, list[float]]] = {"a": {}, "b": {}, "c": {}}
+    rows: dict[str, dict[int, list[float]]] = {"a": {}, "b": {}, "c": {}, "d": {}, "e": {}}
+    first_calls: dict[str, dict[int, float]] = {name: {} for name in compiled}
+    difference = {}
     for batch in (1, args.batch):
         edge, color = inputs(batch, args.size, device)
         runs = {"a": bare(rec, edge, color), "b": lambda e=edge, c=color: rec.reconstruct(e, c)}
         if onnx is not None:
             feed = {"edge": edge.cpu().numpy(), "color": color.cpu().numpy()}
             runs["c"] = lambda f=feed: onnx.run(None, f)
-        for run in runs.values():  # warm-up (allocator, autotuning, ORT's first run)
+        for name, model in compiled.items():
+            runs[name] = lambda e=edge, c=color, m=model: m.reconstruct(e, c)
+        for name, run in runs.items():  # warm-up (allocator, autotuning, ORT's first run)
+            if name in compiled:  # compilation, then (CUDA graphs) warm-up and capture
+                first_calls[name][batch] = timed(run, device)
+                timed(run, device)
             timed(run, device)
+        if batch == 1 and compiled:
+            reference = rec.reconstruct(edge, color)
+            for name, model in compiled.items():
+                difference[name] = float((model.reconstruct(edge, color) - reference).abs().max())
         for _ in range(args.repeats):
             for name, run in runs.items():
                 rows[name].setdefault(batch, []).append(timed(run, device))
@@ -135,7 +186,7 @@ def main() -> None:
         else f"b={args.base_channels}, res_blocks={args.res_blocks}",
         "parameters_per_stage": sum(p.numel() for p in rec.generator.parameters()),
     }
-    for name, label in (("a", "bare"), ("b", "reconstructor"), ("c", "onnxruntime_cpu")):
+    for name, label in ARMS:
         if name in medians:
             result[f"{label}_ms_per_image_batch1"] = round(medians[name][1] * 1000, 2)
             result[f"{label}_images_per_s_batch{args.batch}"] = round(
@@ -147,8 +198,29 @@ def main() -> None:
     if "c" in medians:
         result["c_over_a_batch1"] = round(medians["c"][1] / a1, 3)
         result[f"c_over_a_batch{args.batch}"] = round(medians["c"][args.batch] / ab, 3)
+    if compiled:
+        result["compile_mode"] = compiled["d"].resolved_compile_mode() or "default"
+    for name, label in ARMS[3:]:
+        if name in medians:
+            for batch in (1, args.batch):
+                ratio = medians[name][batch] / medians["b"][batch]
+                result[f"{name}_over_b_batch{batch}"] = round(ratio, 3)
+                result[f"{label}_first_call_s_batch{batch}"] = round(first_calls[name][batch], 2)
+            result[f"{label}_max_abs_diff"] = float(f"{difference[name]:.2e}")
     folder.cleanup()
+    if args.profile:
+        from _profile import profile  # benchmarks/_profile.py
+
+        edge, color = inputs(args.batch, args.size, device)
+        model = compiled.get("d", rec)
+        result["profile"] = {"path": args.profile, "arm": "d" if compiled else "b"}
+        printed = io.StringIO()  # shown after the figures
+        result["profile"]["table"] = profile(
+            lambda: model.reconstruct(edge, color), args.profile, device=device, file=printed
+        )
     if args.json:
+        if args.profile:
+            print(printed.getvalue(), end="", file=sys.stderr)
         print(json.dumps(result))
         return
     print(
@@ -156,11 +228,11 @@ def main() -> None:
         f"torch {result['torch']}, {args.size} px, networks {result['networks']} "
         f"({result['parameters_per_stage']:,} parameters per stage), median of {args.repeats}"
     )
-    print(f"{'row':<26}{'ms/image @1':>14}{f'images/s @{args.batch}':>18}")
-    for name, label in (("a", "bare"), ("b", "reconstructor"), ("c", "onnxruntime_cpu")):
+    print(f"{'row':<34}{'ms/image @1':>14}{f'images/s @{args.batch}':>18}")
+    for name, label in ARMS:
         if name in medians:
             print(
-                f"({name}) {label:<22}{result[f'{label}_ms_per_image_batch1']:>14}"
+                f"({name}) {label:<30}{result[f'{label}_ms_per_image_batch1']:>14}"
                 f"{result[f'{label}_images_per_s_batch{args.batch}']:>18}"
             )
     print(
@@ -173,8 +245,19 @@ def main() -> None:
             f"{result[f'c_over_a_batch{args.batch}']} at batch {args.batch} "
             "(target <= 1.0 on CPU)"
         )
+    for name, label in ARMS[3:]:
+        if name in medians:
+            print(
+                f"({name})/(b): {result[f'{name}_over_b_batch1']} at batch 1, "
+                f"{result[f'{name}_over_b_batch{args.batch}']} at batch {args.batch} "
+                f"({label} over eager; mode {result['compile_mode']}; first call "
+                f"{result[f'{label}_first_call_s_batch1']} s; max |diff| "
+                f"{result[f'{label}_max_abs_diff']:.1e})"
+            )
     if device.type != "cuda":
         print("GPU target (>= 3,000 images/s, batch 64, bf16, H100/H200): not measured here")
+    if args.profile:
+        print(printed.getvalue(), end="")
 
 
 if __name__ == "__main__":

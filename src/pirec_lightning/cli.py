@@ -93,15 +93,19 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
 
 
-def load_reconstructor(args: argparse.Namespace):
+def load_reconstructor(args: argparse.Namespace, **options):
+    """The Reconstructor that --model/--checkpoint/--pirec-generator name; ``options`` go to
+    the loader (``compile``...)."""
     if args.pirec_refiner is not None and args.pirec_generator is None:
         raise ValueError("--pirec-refiner goes with --pirec-generator")
     resolve_device(args.device)  # a device this machine lacks: one line before any loading
     if args.model is not None:
-        return Reconstructor.pretrained(args.model, device=args.device)
+        return Reconstructor.pretrained(args.model, device=args.device, **options)
     if args.checkpoint is not None:
-        return Reconstructor.from_checkpoint(args.checkpoint, device=args.device)
-    return Reconstructor.from_pirec(args.pirec_generator, args.pirec_refiner, device=args.device)
+        return Reconstructor.from_checkpoint(args.checkpoint, device=args.device, **options)
+    return Reconstructor.from_pirec(
+        args.pirec_generator, args.pirec_refiner, device=args.device, **options
+    )
 
 
 def add_reconstruct(commands) -> None:
@@ -116,6 +120,7 @@ def add_reconstruct(commands) -> None:
             "R_Model_gen_1.pth --edge 3_e.png --color 3_c.png -o out.png",
             "pirec reconstruct --checkpoint last.ckpt --photo me.jpg -o me_pirec.png",
             "pirec reconstruct --checkpoint last.ckpt --input-dir pirec_examples --output-dir out",
+            "pirec reconstruct --checkpoint last.ckpt --input-dir frames --output-dir out --compile",
         ],
     )
     add_model_arguments(parser)
@@ -148,6 +153,12 @@ def add_reconstruct(commands) -> None:
         help="replace existing output files (input files are never written over)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="folder mode batch size")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the networks: each new image size (and batch size) compiles first "
+        "(seconds to a minute), then runs faster; pays off for many images of one size",
+    )
     for flag, kind in (("--sigma", float), ("--median-kernel", int), ("--k", int)):
         parser.add_argument(flag, type=kind, help="photo mode: override the evaluation value")
     parser.add_argument("--second-median-kernel", type=int, help="photo mode override")
@@ -175,7 +186,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if args.output_dir is None:
             raise ValueError("--input-dir needs --output-dir")
         _positive(args.batch_size, "--batch-size")
-        model = load_reconstructor(args)
+        model = load_reconstructor(args, compile=args.compile)
         if args.no_refine:
             model.refiner = None
         written = reconstruct_folder(
@@ -195,7 +206,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if args.edge is not None and args.color is None:
         raise ValueError("--edge needs --color (the color-domain image)")
     (output,) = check_outputs([args.output], [args.edge, args.color, args.photo], args.overwrite)
-    model = load_reconstructor(args)
+    model = load_reconstructor(args, compile=args.compile)
     refine = not args.no_refine
     if args.photo is not None:
         images = model.from_photo(

@@ -3,14 +3,28 @@
 >>> rec = Reconstructor.from_checkpoint("runs/quickstart/refinement/checkpoints/last.ckpt")  # doctest: +SKIP
 >>> image = rec.reconstruct("4_edge.png", "4_cd.png", output_type="pil")[0]  # doctest: +SKIP
 >>> image = rec.from_photo("photo.jpg", output_type="pil")[0]  # doctest: +SKIP
+>>> fast = Reconstructor.from_checkpoint("last.ckpt", compile=True)  # doctest: +SKIP
 
 :class:`Reconstructor` is a LightningModule (so an ``nn.Module``): ``trainer.predict`` runs it over
 a DataLoader of ``{"edge", "color_domain"}`` batches on any number of devices.
+
+``compile=True`` runs the two stages (padding, both networks, cropping: one
+:class:`StagePipeline`) through ``torch.compile``, lazily: the first call of each input shape
+compiles (seconds to a minute), later calls of that shape reuse it. Shapes are static
+(``dynamic=False``: each (batch, height, width) gets its own specialised graph, which CUDA graphs
+need); after :data:`MAX_COMPILED_SHAPES` shapes, new shapes run eager with one warning, so a stream
+of odd sizes never compiles without end. ``compile_mode=None`` picks the mode by device
+(:data:`AUTO_COMPILE_MODES`): ``reduce-overhead`` on CUDA (CUDA graphs: a replay per fixed shape,
+no launch overhead; outputs are copied out of the graph's memory), the default mode elsewhere. For
+many shapes on CUDA pass ``compile_mode="max-autotune-no-cudagraphs"`` or ``"default"``.
+``self.generator`` and ``self.refiner`` stay the eager modules (checkpoints and
+:func:`~pirec_lightning.inference.export.export` see no difference).
 """
 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +39,7 @@ from torch import Tensor, nn
 from pirec_lightning.checkpoints import extract_prefix, model_state, read_checkpoint
 from pirec_lightning.errors import CheckpointError, OutputError, one_line
 from pirec_lightning.inference.inputs import ImageInput, to_edge_batch, to_image_batch, to_output
+from pirec_lightning.models.networks.compile import COMPILE_MODES
 from pirec_lightning.models.networks.loading import (
     build_generator,
     generator_settings,
@@ -38,6 +53,8 @@ from pirec_lightning.preprocess.drawn import prepare_edges
 from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, read_pretrained
 
 __all__ = [
+    "AUTO_COMPILE_MODES",
+    "MAX_COMPILED_SHAPES",
     "MIN_SIDE",
     "Reconstructor",
     "StagePipeline",
@@ -51,6 +68,13 @@ __all__ = [
 #: the smallest image side the networks take: they halve the size twice (inputs are padded to a
 #: multiple of 4) and their dilated residual blocks pad by 2, so the middle needs 3 pixels
 MIN_SIDE = 9
+
+#: ``torch.compile`` mode by device type for ``compile_mode=None``; other devices: the default mode
+AUTO_COMPILE_MODES: dict[str, str] = {"cuda": "reduce-overhead"}
+
+#: input shapes (batch, height, width, refine) a compiled Reconstructor compiles; later new
+#: shapes run eager (one warning), so recompilation stays bounded
+MAX_COMPILED_SHAPES = 8
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -149,6 +173,11 @@ class Reconstructor(pl.LightningModule):
         edge_polarity: default polarity of edge inputs (``auto``, ``white-on-black``,
             ``black-on-white``).
         preprocess_backend: the ops :meth:`from_photo` uses (``engine`` or ``kornia``).
+        compile: run the stages through ``torch.compile`` (lazily, on the first call of each
+            input shape; see the module's docstring). Outputs equal eager within ~1e-4.
+        compile_mode: ``torch.compile``'s mode; None: by device (:data:`AUTO_COMPILE_MODES`).
+        channels_last: weights and inputs in ``torch.channels_last`` memory format (off by
+            default: no faster on the CPU, see docs/performance.md).
 
     The modules are frozen and in eval mode. Inputs of any size are padded to a multiple of 4
     and cropped back.
@@ -162,8 +191,14 @@ class Reconstructor(pl.LightningModule):
         image_size: int | None = None,
         edge_polarity: str = "auto",
         preprocess_backend: str = "engine",
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
+        if compile_mode not in COMPILE_MODES:
+            names = ", ".join("None" if m is None else repr(m) for m in COMPILE_MODES)
+            raise ValueError(f"compile_mode must be one of {names}, got {compile_mode!r}")
         self.generator = generator
         self.refiner = refiner
         self.preprocessor = Preprocessor(None, confusion, enabled=False, backend=preprocess_backend)
@@ -172,39 +207,53 @@ class Reconstructor(pl.LightningModule):
         self.edge_polarity = edge_polarity
         #: the training data settings of a checkpoint (``pirec evaluate`` finds its test split)
         self.data_settings: dict[str, Any] = {}
+        #: ``torch.compile`` the stages (see :meth:`stages_forward`)
+        self.use_compile = bool(compile)
+        self.compile_mode = compile_mode
+        self.channels_last = bool(channels_last)
+        #: the input shapes compiled so far: ``((batch, 1, height, width), refine)``
+        self.compiled_shapes: list[tuple[tuple[int, ...], bool]] = []
+        self._compiled: tuple[Any, ...] | None = None  # (generator, refiner, mode, function)
+        self._warned_shapes = False
         self.requires_grad_(False)
         self.eval()
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     # ---------------------------------------------------------------------------------- loading
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device | None = None
+        cls, path: str | Path, device: str | torch.device | None = None, **options: Any
     ) -> Reconstructor:
         """From a pirec-lightning checkpoint: refinement -> two stages (its
         ``preliminary_generator`` then its ``generator``), generating -> one stage.
 
         The architecture and the color-domain settings come from the checkpoint's saved
-        hyperparameters. ``device``: default CUDA when available, else CPU.
+        hyperparameters. ``device``: default CUDA when available, else CPU. ``options``:
+        ``compile``, ``compile_mode``, ``channels_last`` (see :class:`Reconstructor`).
 
         Raises:
             CheckpointError: missing/unsafe file, an imitation checkpoint, or foreign weights.
         """
         device = resolve_device(device)  # before reading: a device this machine lacks
-        return cls.from_checkpoint_dict(read_checkpoint(path, "checkpoint"), path, device)
+        return cls.from_checkpoint_dict(
+            read_checkpoint(path, "checkpoint"), path, device, **options
+        )
 
     @classmethod
     def pretrained(
-        cls, name: str | None = None, device: str | torch.device | None = None
+        cls, name: str | None = None, device: str | torch.device | None = None, **options: Any
     ) -> Reconstructor:
         """A model bundled with the package (``None``: :data:`~pirec_lightning.pretrained.DEFAULT_MODEL`;
         :func:`~pirec_lightning.pretrained.list_models` names them), with no training.
+        ``options``: as :meth:`from_checkpoint`.
 
         Raises:
             CheckpointError: unknown name (the message lists the bundled models).
         """
         name = name or DEFAULT_MODEL
         device = resolve_device(device)
-        return cls.from_checkpoint_dict(read_pretrained(name), f"{PREFIX}{name}", device)
+        return cls.from_checkpoint_dict(read_pretrained(name), f"{PREFIX}{name}", device, **options)
 
     @classmethod
     def from_checkpoint_dict(
@@ -212,9 +261,10 @@ class Reconstructor(pl.LightningModule):
         checkpoint: Mapping[str, Any],
         path: str | Path,
         device: str | torch.device | None = None,
+        **options: Any,
     ) -> Reconstructor:
         """From a checkpoint already read (see :meth:`from_checkpoint`); ``path`` names it in
-        messages."""
+        messages; ``options``: ``compile``, ``compile_mode``, ``channels_last``."""
         state = model_state(
             checkpoint,
             path,
@@ -263,6 +313,7 @@ class Reconstructor(pl.LightningModule):
             confusion=data.get("confusion"),
             image_size=data.get("image_size"),
             preprocess_backend=data.get("preprocess_backend", "engine"),
+            **options,
         )
         model.data_settings = dict(data)
         return model.to(resolve_device(device))
@@ -273,16 +324,18 @@ class Reconstructor(pl.LightningModule):
         generator_path: str | Path,
         refiner_path: str | Path | None = None,
         device: str | torch.device | None = None,
+        **options: Any,
     ) -> Reconstructor:
         """From the original PI-REC release: ``G_Model_gen_*.pth`` (first stage) and optionally
         ``R_Model_gen_*.pth`` (refinement), each ``{'iteration': int, 'generator': state_dict}``.
 
-        The color-domain settings are PI-REC's defaults (:class:`ConfusionConfig`).
+        The color-domain settings are PI-REC's defaults (:class:`ConfusionConfig`); ``options``:
+        ``compile``, ``compile_mode``, ``channels_last`` (see :class:`Reconstructor`).
         """
         device = resolve_device(device)
         generator, _ = read_pirec_generator(generator_path)
         refiner = read_pirec_generator(refiner_path)[0] if refiner_path is not None else None
-        return cls(generator, refiner, image_size=128).to(device)
+        return cls(generator, refiner, image_size=128, **options).to(device)
 
     # ------------------------------------------------------------------------------- the model
     @property
@@ -302,8 +355,67 @@ class Reconstructor(pl.LightningModule):
         self, edge: Tensor, color: Tensor, refine: bool = True
     ) -> tuple[Tensor, Tensor]:
         """``(final, first stage)``, each (B, 3, H, W) in [0, 1]; final is the first stage when
-        ``refine`` is False or there is no refiner."""
-        return StagePipeline(self.generator, self.refiner).stages(edge, color, refine)
+        ``refine`` is False or there is no refiner. Compiled with ``compile=True``."""
+        if self.channels_last:
+            edge = edge.contiguous(memory_format=torch.channels_last)
+            color = color.contiguous(memory_format=torch.channels_last)
+        compiled = self._compiled_stages(edge, refine) if self.use_compile else None
+        if compiled is None:
+            return StagePipeline(self.generator, self.refiner).stages(edge, color, refine)
+        if edge.is_cuda and self.resolved_compile_mode() in ("reduce-overhead", "max-autotune"):
+            torch.compiler.cudagraph_mark_step_begin()  # a new inference step
+            final, first = compiled(edge, color, refine)
+            return final.clone(), first.clone()  # the next replay overwrites the graph's outputs
+        return compiled(edge, color, refine)
+
+    def resolved_compile_mode(self) -> str | None:
+        """The ``torch.compile`` mode for this model's device: ``compile_mode``, else
+        :data:`AUTO_COMPILE_MODES` (None: the default mode)."""
+        return self.compile_mode or AUTO_COMPILE_MODES.get(self.device.type)
+
+    def _compiled_stages(self, edge: Tensor, refine: bool) -> Any:
+        """The compiled :meth:`StagePipeline.stages`, made on the first call (and again when a
+        stage or the device's mode changed), or None for an input shape past
+        :data:`MAX_COMPILED_SHAPES`: run eager."""
+        mode = self.resolved_compile_mode()
+        made = self._compiled
+        if (
+            made is None
+            or made[0] is not self.generator
+            or made[1] is not self.refiner
+            or made[2] != mode
+        ):
+            stages = StagePipeline(self.generator, self.refiner).stages
+            function = torch.compile(
+                stages,
+                mode=mode,
+                dynamic=False,  # a graph per shape: the fastest kernels, and CUDA graphs need it
+                # guards on autocast or grad mode may add a graph to a shape: room for that,
+                # counted for this Reconstructor alone
+                recompile_limit=2 * MAX_COMPILED_SHAPES,
+                isolate_recompiles=True,
+            )
+            self._compiled = made = (self.generator, self.refiner, mode, function)
+            self.compiled_shapes, self._warned_shapes = [], False
+        key = (tuple(edge.shape), bool(refine and self.refiner is not None))
+        if key in self.compiled_shapes:
+            return made[3]
+        if len(self.compiled_shapes) < MAX_COMPILED_SHAPES:
+            self.compiled_shapes.append(key)  # this call compiles
+            return made[3]
+        if not self._warned_shapes:
+            self._warned_shapes = True
+            warnings.warn(
+                f"compiled for {MAX_COMPILED_SHAPES} input shapes already; {key[0]} and later "
+                "new shapes run eager (resize or batch inputs to a few sizes to keep them "
+                "compiled)",
+                stacklevel=4,
+            )
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copies and pickles compile afresh: the compiled function holds these very modules
+        return {**super().__getstate__(), "_compiled": None, "compiled_shapes": []}
 
     def reconstruct_tensors(
         self, edge: Tensor, color: Tensor, refine: bool = True
@@ -325,6 +437,8 @@ class Reconstructor(pl.LightningModule):
                     final, first = self.stages_forward(edge, color, refine)
             else:
                 final, first = self.stages_forward(edge, color, refine)
+        if self.channels_last:  # outputs in the usual layout
+            final, first = final.contiguous(), first.contiguous()
         return final.float().clamp(0, 1), first.float().clamp(0, 1)
 
     # ------------------------------------------------------------------------------ public API
