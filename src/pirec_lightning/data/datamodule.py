@@ -9,6 +9,7 @@ preprocessing engine plugs in).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,14 @@ from pirec_lightning.data.cache import (
 from pirec_lightning.data.emoji import emoji_files, emoji_sources
 from pirec_lightning.data.folder import FolderImageDataset, SharedCounter, find_images
 from pirec_lightning.data.npz import NpzImageDataset
+from pirec_lightning.data.placement import (
+    AheadLoader,
+    InputMaker,
+    WorkerInputs,
+    check_placement,
+    evaluation_seed,
+    is_made,
+)
 from pirec_lightning.data.ranks import all_gather_object
 from pirec_lightning.data.scan import ScanReport, scan_images, usable_images
 from pirec_lightning.data.settings import check_extra_val
@@ -86,6 +95,9 @@ class PIRECDataModule(pl.LightningDataModule):
         extra_val: named extra validation sets, validated after the main one (see
             :mod:`pirec_lightning.data.settings`).
         max_pixels: images with more pixels are skipped before decoding (``None``: no limit).
+        preprocess_on: where the inputs are made: ``device`` (in series with the step), ``ahead``
+            (the next batch's, on a side stream, during the step) or ``workers`` (on the CPU in
+            the DataLoader's workers); see :mod:`pirec_lightning.data.placement`.
         avatars: ``data=avatars``: the DiceBear avatars instead of images from a folder,
             ``{count, styles, heldout_styles, cache_dir}`` (see :mod:`pirec_lightning.data.avatars`);
             each picture comes with its line art as a fourth channel, which the preprocessing
@@ -114,6 +126,7 @@ class PIRECDataModule(pl.LightningDataModule):
         extra_val: dict[str, Any] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         avatars: dict[str, Any] | None = None,
+        preprocess_on: str = "device",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -135,11 +148,12 @@ class PIRECDataModule(pl.LightningDataModule):
             backend=preprocess_backend,
         )
         self.extra_val = check_extra_val(extra_val)
-        # one Preprocessor per image size (extra validation sets may have their own)
-        self._preprocessors = {self.image_size: self.preprocessor}
         self.cache = check_cache_mode(cache)
+        self.preprocess_on = check_placement(preprocess_on, self.cache)
         self.augmentation = build_augmentation(augment)
+        self.maker = InputMaker(self.preprocessor, self.augmentation)
         self._cached: dict[str, DeviceImages] = {}
+        self._ahead: list[AheadLoader] = []  # the loaders making inputs ahead, closed at teardown
         self._files: dict[str, list[Path]] | None = None
         self.summary: dict[str, int] = {}
         self._summary_logged = False
@@ -225,16 +239,22 @@ class PIRECDataModule(pl.LightningDataModule):
             self._summary_logged = True
 
     def teardown(self, stage: str | None = None) -> None:
+        for loader in self._ahead:  # no thread outlives the run (nor forks with it)
+            loader.close()
+        self._ahead.clear()
         report_late_failures(self.trainer, self.decode_failures.value)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        # decoded data needs no workers: slicing a cached tensor is faster than IPC
-        workers = self.num_workers if self.cache == "none" else 0
+        stage = "fit" if shuffle else {"val": "validate"}.get(split, "test")
+        placement = self.preprocess_on
+        # decoded data needs no workers (slicing a cached tensor is faster than IPC), unless the
+        # workers make the inputs
+        workers = self.num_workers if self.cache == "none" or placement == "workers" else 0
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
         pin = self.hparams.pin_memory
         if pin is None:
-            pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return DataLoader(
-            self.dataset(split),
+            pin = device is not None and device.type == "cuda"
+        options: dict[str, Any] = dict(
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=workers,
@@ -242,6 +262,20 @@ class PIRECDataModule(pl.LightningDataModule):
             drop_last=shuffle,
             persistent_workers=workers > 0,
         )
+        if placement == "workers":
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            step = self.trainer.global_step if self.trainer is not None else 0
+            train_seed = self.seed + 1_000_003 * rank + 104_729 * step
+            outputs = self.required_outputs()
+            collate = WorkerInputs(self.maker, stage, outputs, self.seed, train_seed)
+            return DataLoader(self.dataset(split), collate_fn=collate, **options)
+        if placement == "ahead" and stage == "fit":
+            device = device or torch.device("cpu")
+            prepare = functools.partial(self.make_inputs, stage=stage)
+            loader = AheadLoader(self.dataset(split), prepare=prepare, device=device, **options)
+            self._ahead.append(loader)
+            return loader
+        return DataLoader(self.dataset(split), **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -323,8 +357,7 @@ class PIRECDataModule(pl.LightningDataModule):
                 self._train_generators[device] = generator
             return generator
         generator = torch.Generator(device=device)
-        first = int(batch["index"][0]) if len(batch["index"]) else 0
-        generator.manual_seed(self.seed + 7919 * (first + 1))
+        generator.manual_seed(evaluation_seed(self.seed, batch))
         return generator
 
     def state_dict(self) -> dict[str, Any]:
@@ -356,32 +389,11 @@ class PIRECDataModule(pl.LightningDataModule):
         if "image" not in batch:  # data.cache=device: the loader sent indices only
             batch = {**batch, "image": self._cached[STAGE_SPLITS[stage]].gather(batch["index"])}
         generator = self.generator_for(batch, stage)
-        size = min(batch["image"].shape[-2:])
-        if size not in self._preprocessors:  # an extra validation set at another size
-            self._preprocessors[size] = Preprocessor(
-                size,
-                self.preprocessor.confusion,
-                self.preprocessor.enabled,
-                self.seed,
-                backend=self.preprocessor.backend,
-            )
-        with torch.no_grad():
-            images = batch["image"]
-            if stage == "fit" and self.augmentation is not None:
-                images = self.augmentation(images)
-            line_art = None
-            if images.shape[1] == 4:  # data=avatars: RGB + line art (all -1 where there is none)
-                images, line_art = images[:, :3], images[:, 3:]
-            made = self._preprocessors[size](
-                images,
-                stage=stage,
-                outputs=self.required_outputs(),
-                generator=generator,
-                line_art=line_art,
-            )
-        return {**batch, **made}
+        return self.maker(batch, stage, generator, self.required_outputs())
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if is_made(batch):  # data.preprocess_on=ahead | workers: made already
+            return batch
         if isinstance(batch, dict) and ("image" in batch or "index" in batch):
             return self.make_inputs(batch, self.current_stage())
         return batch

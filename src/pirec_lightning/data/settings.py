@@ -26,6 +26,7 @@ from typing import Any
 from pirec_lightning.data.augment import build_augmentation
 from pirec_lightning.data.avatars import check_avatar_settings
 from pirec_lightning.data.cache import check_cache_mode
+from pirec_lightning.data.placement import check_placement
 from pirec_lightning.preprocess.confusion import ConfusionConfig, check_backend
 
 __all__ = ["MIN_IMAGE_SIZE", "check_data_settings", "check_extra_val", "check_image_size"]
@@ -104,6 +105,7 @@ def check_data_settings(data: Mapping[str, Any]) -> None:
     except (TypeError, ValueError) as error:
         raise ValueError(f"data.confusion: {error}") from error
     check_cache_mode(data.get("cache", "none"))
+    check_placement(data.get("preprocess_on", "device"), data.get("cache", "none"))
     check_backend(data.get("preprocess_backend", "engine"))
     try:
         build_augmentation(data.get("augment"))

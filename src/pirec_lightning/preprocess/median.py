@@ -222,6 +222,10 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="median")
 
 
+# a forked child (a DataLoader worker) has none of the pool's threads: it makes its own
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _opencv_median(levels: Tensor, kernel: Tensor) -> Tensor:
     """``cv2.medianBlur`` of every (image, channel) plane on a thread pool: (B, C, H, W) int16."""
     cv2 = _cv2()
@@ -236,5 +240,9 @@ def _opencv_median(levels: Tensor, kernel: Tensor) -> Tensor:
         if sizes[i] > 1:
             out[i] = cv2.medianBlur(planes[i], sizes[i])
 
-    list(_pool().map(blur, range(len(sizes))))
+    if torch.get_num_threads() == 1:  # one thread asked for (DataLoader workers): no pool
+        for i in range(len(sizes)):
+            blur(i)
+    else:
+        list(_pool().map(blur, range(len(sizes))))
     return torch.from_numpy(out).view(batch, channels, height, width).to(torch.int16)
