@@ -18,7 +18,13 @@ with hyperparameter confusion on:
     child process; CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before),
     also of the radix median, and of Kornia's ``median_blur`` at k = 35 and its backend on 8 images;
 (e) Kornia against the engine, op by op (see ``kornia_rows.py``): speed, agreement with
-    scikit-image / OpenCV, and the whole ``Preprocessor(backend="kornia")``.
+    scikit-image / OpenCV, and the whole ``Preprocessor(backend="kornia")``;
+(f) the engine on the CPU with one thread, as one DataLoader worker runs it
+    (``data.preprocess_on=workers``), at ``--batch``: images/s per worker, and how many workers
+    match (b) (``--worker-images 0`` skips it).
+
+``--profile PATH`` writes a ``torch.profiler`` Chrome trace of a few engine batches on ``--device``
+and prints the top ops by time (see ``_profile.py``).
 
 See benchmarks/README.md for the targets.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -137,6 +144,17 @@ def engine(images: torch.Tensor, batch: int, min_time: float = 1.0) -> float:
     return done / (time.perf_counter() - start)
 
 
+def one_thread_engine(images: torch.Tensor, batch: int) -> float:
+    """Images per second of the engine on the CPU with one torch thread: one DataLoader worker
+    (PyTorch sets one thread in each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return engine(images, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def median_times(
     device: torch.device, repeats: int = 3, method: str = "histogram"
 ) -> dict[int, float]:
@@ -239,6 +257,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--kornia-images", type=int, default=16, help="images of the Kornia rows (e); 0: skip"
     )
+    parser.add_argument(
+        "--worker-images", type=int, default=128, help="images of the one-thread CPU row (f)"
+    )
+    parser.add_argument("--profile", metavar="PATH", help="write a Chrome trace of engine batches")
     parser.add_argument("--_rss", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._rss:
@@ -288,6 +310,21 @@ def main(argv: list[str] | None = None) -> dict:
         result.update(kornia_rows(inputs[: args.kornia_images]))
         for task in ("kornia_median35", "kornia_backend"):
             result[f"{task}_peak_memory_mb"] = round(peak_memory_mb(task, args, device), 1)
+    if args.worker_images > 0:
+        per_worker = one_thread_engine(inputs[: args.worker_images].cpu(), args.batch)
+        result["worker_images_per_s"] = round(per_worker, 1)
+        result["workers_to_match_engine"] = math.ceil(ours / per_worker)
+    if args.profile:
+        from _profile import profile
+
+        pre, first = Preprocessor(args.size, seed=0), inputs[: args.batch]
+        result["profile"] = str(args.profile)
+        profile(
+            lambda: pre(first, outputs=ENGINE_OUTPUTS),
+            args.profile,
+            device=device,
+            file=sys.stderr if args.json else None,
+        )
     if args.figure is not None:
         from torchvision.utils import save_image
 
@@ -334,6 +371,14 @@ def _print_table(r: dict) -> None:
     if "kornia_images" in r:
         rows.append(("(e) Kornia vs engine", f"on {r['kornia_images']} images, batched"))
         rows += [(f"    {key}", str(value)) for key, value in r.items() if _kornia_key(key)]
+    if "worker_images_per_s" in r:
+        rows.append(
+            (
+                "(f) CPU engine, 1 thread",
+                f"{r['worker_images_per_s']:,.1f} images/s per DataLoader worker; "
+                f"{r['workers_to_match_engine']} workers match (b)",
+            )
+        )
     if "figure" in r:
         rows.append(("figure", r["figure"]))
     width = max(len(name) for name, _ in rows)

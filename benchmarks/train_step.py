@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py [--device cpu|cuda] [--precision P] [--size S] [--batch B]
                                     [--steps N] [--repeats R] [--compile] [--json]
+                                    [--placements device,ahead,workers] [--profile PATH]
 
 In one run, on the generating phase (edge + color domain -> image; L1 + LSGAN, VGG off) with the
 same networks, optimizers and images:
@@ -12,6 +13,14 @@ same networks, optimizers and images:
 (b) loop: a hand-written loop, D step then G step, on precomputed inputs already on the device;
 (c) loop + preprocessing: (b) that makes its inputs every step with the same augmentation and
     ``Preprocessor`` from images cached on the device.
+
+(a) runs once per ``data.preprocess_on`` in ``--placements``: ``device`` (the inputs in series with
+the step: the reference row, whose figures keep the ``lightning_*`` keys), ``ahead`` (the next
+batch's inputs on a side stream during the step) and ``workers`` (made on the CPU by
+``--placement-workers`` DataLoader workers from ``data.cache=ram``); each adds
+``lightning_<placement>_*`` keys and its ratio to (b), the target being (a)/(b) <= 1.15.
+``--profile PATH`` writes a ``torch.profiler`` Chrome trace of a few steps of (c) (the networks
+and the preprocessing) and prints the top ops by time (see ``_profile.py``).
 
 Each prints images/s (the median of ``--repeats`` alternating runs), seconds per step, peak memory
 (CUDA: ``max_memory_allocated``; CPU: growth of the process's peak RSS) and the ratios; ``--json``
@@ -37,6 +46,9 @@ from pirec_lightning.phases.numerics import fused_options
 from pirec_lightning.training import build_datamodule, build_phase
 
 TARGET_RATIO = 1.10
+#: (a) with the inputs made off the step's path, over (b) on precomputed inputs
+TARGET_PLACEMENT_RATIO = 1.15
+PLACEMENTS = ("device", "ahead", "workers")
 
 
 def _sync(device: torch.device) -> None:
@@ -76,15 +88,17 @@ def _status_kb(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
-def make_config(args: argparse.Namespace):
+def make_config(args: argparse.Namespace, placement: str = "device"):
     """The training config of (a); (b) and (c) read their networks and settings from it."""
+    workers = placement == "workers"
     overrides = [
         "phase=generating",
         f"data.image_size={args.size}",
         f"data.batch_size={args.batch}",
         f"data.limit={args.batch * (args.warmup + args.steps)}",
-        f"data.num_workers={args.workers}",
-        f"data.cache={args.cache}",
+        f"data.num_workers={args.placement_workers if workers else args.workers}",
+        f"data.cache={'ram' if workers and args.cache == 'device' else args.cache}",
+        f"data.preprocess_on={placement}",
         f"model.generator.base_channels={args.base_channels}",
         f"model.generator.res_blocks={args.res_blocks}",
         f"model.discriminator.base_channels={args.base_channels}",
@@ -176,7 +190,7 @@ class Loop:
 
 
 def hand_written(
-    cfg, args: argparse.Namespace, device: torch.device, preprocess: bool
+    cfg, args: argparse.Namespace, device: torch.device, preprocess: bool, capture=None
 ) -> tuple[float, float]:
     """Seconds per step and peak MB of (b) (``preprocess=False``) or (c)."""
     datamodule = build_datamodule(cfg)
@@ -201,6 +215,9 @@ def hand_written(
     order = torch.randperm(len(cached), device=device)[: total * args.batch].view(total, -1)
     fixed = None if preprocess else [inputs(index) for index in order]
     loop = Loop(cfg, device, args.precision)
+    if capture is not None:  # --profile: the caller runs the steps
+        capture(loop, inputs, order)
+        return 0.0, 0.0
     with Memory(device) as memory:
         for i in range(total):
             if i == args.warmup:
@@ -228,6 +245,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of (a)")
     parser.add_argument("--cache", default="device", help="data.cache of (a): none|ram|device")
     parser.add_argument("--compile", action="store_true", help="model.compile=true in all three")
+    parser.add_argument(
+        "--placements",
+        default=",".join(PLACEMENTS),
+        help="data.preprocess_on of (a), comma-separated: device (the reference), ahead, workers",
+    )
+    parser.add_argument(
+        "--placement-workers", type=int, default=None, help="DataLoader workers of (a) workers"
+    )
+    parser.add_argument("--profile", metavar="PATH", help="write a Chrome trace of (c)'s steps")
     parser.add_argument("--max-ratio", type=float, default=None, help="exit 1 above this (a)/(c)")
     parser.add_argument("--output-dir", default="/tmp/pirec_train_step")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
@@ -245,6 +271,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.placement_workers is None:  # the cores left to the step's process
+        args.placement_workers = max(1, min(16, len(os.sched_getaffinity(0)) - 1))
+    args.placements = [p for p in args.placements.split(",") if p]
+    unknown = sorted(set(args.placements) - set(PLACEMENTS))
+    if unknown or "device" not in args.placements:
+        parser.error(f"--placements takes {', '.join(PLACEMENTS)} and includes device")
     return args
 
 
@@ -252,15 +284,30 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     device = torch.device(args.device)
     cfg = make_config(args)
-    runs: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "c": []}
+    others = [p for p in args.placements if p != "device"]
+    configs = {p: make_config(args, p) for p in others}
+    runs: dict[str, list[tuple[float, float]]] = {
+        "a": [],
+        "b": [],
+        "c": [],
+        **{p: [] for p in others},
+    }
     for _ in range(args.repeats):  # alternate, so drift of a shared machine hits all alike
         torch.manual_seed(0)
         runs["a"].append(lightning(cfg, args, device))
+        for placement in others:
+            torch.manual_seed(0)
+            runs[placement].append(lightning(configs[placement], args, device))
         runs["b"].append(hand_written(cfg, args, device, preprocess=False))
         runs["c"].append(hand_written(cfg, args, device, preprocess=True))
     step = {key: statistics.median(s for s, _ in value) for key, value in runs.items()}
     peak = {key: max(m for _, m in value) for key, value in runs.items()}
-    names = {"a": "lightning", "b": "loop", "c": "loop_with_preprocessing"}
+    names = {
+        "a": "lightning",
+        **{p: f"lightning_{p}" for p in others},
+        "b": "loop",
+        "c": "loop_with_preprocessing",
+    }
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -284,7 +331,17 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_loop_with_preprocessing_vs_loop": round(step["c"] / step["b"], 3),
         "target_ratio": TARGET_RATIO,
         "target_met": step["a"] / step["c"] <= TARGET_RATIO,
+        "placements": args.placements,
+        "placement_workers": args.placement_workers,
+        **{f"ratio_lightning_{p}_vs_bare_loop": round(step[p] / step["b"], 3) for p in others},
+        "target_placement_ratio": TARGET_PLACEMENT_RATIO,
     }
+    best = min(["a", *others], key=step.__getitem__)
+    result["best_placement"] = "device" if best == "a" else best
+    result["best_placement_vs_bare_loop"] = round(step[best] / step["b"], 3)
+    if args.profile:
+        result["profile"] = str(args.profile)
+        profile_loop(cfg, args, device)
     if args.json:
         print(json.dumps(result))
     else:
@@ -298,13 +355,38 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def profile_loop(cfg, args: argparse.Namespace, device: torch.device) -> None:
+    """``--profile``: a Chrome trace of (c)'s steps, networks and preprocessing."""
+    from _profile import profile
+
+    captured: dict = {}
+
+    def capture(loop, inputs, order):
+        captured.update(loop=loop, inputs=inputs, order=order)
+
+    hand_written(cfg, args, device, preprocess=True, capture=capture)
+    loop, inputs, order = captured["loop"], captured["inputs"], captured["order"]
+    count = iter(range(10**9))
+    profile(
+        lambda: loop.step(*inputs(order[next(count) % len(order)])),
+        args.profile,
+        device=device,
+        file=sys.stderr if args.json else None,
+    )
+
+
 def _print_table(r: dict, names: dict[str, str]) -> None:
     print(
         f"{r['device']} (torch {r['torch']}, {r['cores']} cores), {r['precision']}, "
         f"{r['size']} px, batch {r['batch']}, base {r['base_channels']}, "
         f"{r['res_blocks']} res blocks, compile={r['compile']}, cache={r['cache']}"
     )
-    labels = {"a": "(a) Lightning", "b": "(b) loop", "c": "(c) loop + preprocessing"}
+    labels = {
+        "a": "(a) Lightning, device",
+        **{key: f"(a) Lightning, {key}" for key in names if key not in ("a", "b", "c")},
+        "b": "(b) loop",
+        "c": "(c) loop + preprocessing",
+    }
     for key, name in names.items():
         print(
             f"{labels[key]:<26} {r[f'{name}_images_per_s']:>9,.1f} images/s  "
@@ -316,6 +398,12 @@ def _print_table(r: dict, names: dict[str, str]) -> None:
         f"(a)/(b) {r['ratio_lightning_vs_bare_loop']:.3f}, "
         f"(c)/(b) {r['ratio_loop_with_preprocessing_vs_loop']:.3f}"
     )
+    for placement in r["placements"][1:]:
+        print(
+            f"(a, {placement})/(b) {r[f'ratio_lightning_{placement}_vs_bare_loop']:.3f} "
+            f"(target <= {r['target_placement_ratio']})"
+        )
+    print(f"best placement: {r['best_placement']}, (a)/(b) {r['best_placement_vs_bare_loop']:.3f}")
 
 
 if __name__ == "__main__":

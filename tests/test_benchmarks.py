@@ -38,6 +38,12 @@ def test_train_step_lightning_within_ten_percent_of_the_hand_written_loop_on_cpu
         rel=0.01,
     )
     assert result["target_met"]
+    # (a) once per data.preprocess_on, each with its ratio to (b)
+    assert result["placements"] == ["device", "ahead", "workers"]
+    for placement in ("ahead", "workers"):
+        assert result[f"lightning_{placement}_images_per_s"] > 0
+        assert result[f"ratio_lightning_{placement}_vs_bare_loop"] > 0
+    assert result["best_placement"] in result["placements"]
 
 
 def _load_profile():
