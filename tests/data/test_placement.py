@@ -141,3 +141,18 @@ def test_ahead_on_a_side_stream_matches_in_series_on_cuda():
         for key in KEYS:
             assert two[key].device.type == "cuda"
             assert torch.equal(one[key], two[key]), key
+
+
+def test_ahead_loader_survives_lightnings_distributed_sampler_swap():
+    """Under DDP Lightning re-creates the loader with a DistributedSampler from its arguments."""
+    from pytorch_lightning.utilities.data import _update_dataloader
+    from torch.utils.data import DistributedSampler
+
+    dm = _datamodule("ahead")
+    loader = dm.train_dataloader()
+    sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=1, shuffle=False)
+    swapped = _update_dataloader(loader, sampler, mode="fit")
+    assert isinstance(swapped, AheadLoader) and swapped.prepare is loader.prepare
+    batches = list(swapped)
+    assert len(batches) == 2 and all("edge" in b for b in batches)
+    assert batches[0]["index"].tolist() == [1, 3, 5, 7]  # rank 1's half
