@@ -123,9 +123,51 @@ def test_photo_extraction_follows_the_sliders(reconstructor, tmp_path: Path) -> 
         <= 2
         < len(np.unique(color.reshape(-1, 3), axis=0))
     )
-    with pytest.raises(AppError, match="cannot read the photo"):
+    with pytest.raises(AppError, match="could not read 'bad.png' as an image"):
         (tmp_path / "bad.png").write_bytes(b"not an image")
         handlers.extract(str(tmp_path / "bad.png"), 1.0, 2)
+
+
+def test_a_photo_that_is_not_an_image_is_named_with_the_fix(reconstructor, tmp_path: Path) -> None:
+    handlers = SketchHandlers(reconstructor)
+    # the page's upload: a FileData mapping, the file under a cache name, its own name aside
+    (tmp_path / "upload.png").write_text("shopping list: eggs, milk\n")
+    upload = {"path": str(tmp_path / "upload.png"), "orig_name": "notes.txt"}
+    with pytest.raises(AppError) as caught:
+        handlers.extract(upload, 1.0, 2)
+    assert str(caught.value) == (
+        "could not read 'notes.txt' as an image: not an image format Pillow reads; "
+        "upload a PNG, JPEG or WebP"
+    )
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:-40])
+    with pytest.raises(AppError) as caught:
+        handlers.extract(str(tmp_path / "cut.png"), 1.0, 2)
+    message = str(caught.value)
+    assert message.startswith("could not read 'cut.png' as an image: image file is truncated")
+    assert message.endswith("; upload a PNG, JPEG or WebP") and str(tmp_path) not in message
+
+
+def test_a_canvas_still_loading_reads_as_the_value_sent(examples_dir: Path) -> None:
+    """The race of Generate just after picking an example: until the editor has loaded the
+    pair it hands over its old pixels, which must read as the pair."""
+    handlers = SketchHandlers(None)  # 128 px canvases, as the example files
+    edge_file, color_file = pair(examples_dir)
+    blank_edge, blank_color = handlers.blank_edge(), handlers.blank_color()
+    pending = handlers.sent(edge_file, color_file)
+    # not seen yet, then seen holding the old pixels: the editors are still loading
+    assert handlers.shown(pending, blank_edge, blank_color) == (edge_file, color_file)
+    pending = handlers.seen(pending, blank_edge, blank_color)
+    assert handlers.shown(pending, blank_edge, blank_color) == (edge_file, color_file)
+    assert handlers.seen(pending, edge_file, color_file) == pending  # the first hand-over counts
+    # loaded, then a stroke drawn over it, or cleared: the canvas as it is
+    stroked = np.asarray(Image.open(edge_file).convert("RGB")).copy()
+    stroked[60:64, 10:100] = 255
+    stroked = canvas_value(stroked)
+    assert handlers.shown(pending, stroked, color_file) == (stroked, color_file)
+    cleared = {"background": None, "layers": [], "composite": None}
+    assert handlers.shown(pending, cleared, blank_color) == (cleared, color_file)
+    assert handlers.shown({}, blank_edge, blank_color) == (blank_edge, blank_color)
 
 
 def test_the_page_shows_one_line_never_a_traceback(reconstructor, tmp_path: Path) -> None:

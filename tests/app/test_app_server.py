@@ -78,6 +78,19 @@ def test_errors_reach_the_client_as_one_line(client: Client, examples_dir: Path)
     assert "Traceback" not in str(caught.value)
 
 
+def test_a_text_file_as_the_photo_is_one_line_not_a_traceback(
+    client: Client, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # a text file under an image's name passes the page's file-type check; Gradio's own
+    # preprocessing of it printed a ComponentProcessingError and showed a bare "Error"
+    (tmp_path / "notes.png").write_text("shopping list: eggs, milk\n")
+    with pytest.raises(Exception, match="could not read 'notes.png' as an image") as caught:
+        client.predict(handle_file(str(tmp_path / "notes.png")), 1.0, 2, api_name="/extract")
+    assert str(caught.value).endswith("upload a PNG, JPEG or WebP")
+    printed = "".join(capfd.readouterr())
+    assert "Traceback" not in printed and "ComponentProcessingError" not in printed
+
+
 def test_uploads_over_the_limit_are_refused(served_app) -> None:
     _, url = served_app
     big = b"\0" * (10 * 1024**2 + 1024)

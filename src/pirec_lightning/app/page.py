@@ -200,45 +200,91 @@ def build_app(
                     label="Example photos (emoji)",
                     elem_id="photo-examples",
                 )
+        # Race: an image editor takes a while to load a value sent to it (an example pair, an
+        # extraction; seconds on a slow machine) and hands over its old pixels until then, so
+        # Generate clicked just after picking an example rendered the previous canvases. No
+        # queue order fixes that: the stale pixels come from the browser. So the event that
+        # sends the canvases values also records them in `pending`, then what the editors hand
+        # over first; Generate and Refine read a canvas still holding that as the value sent
+        # (SketchHandlers.sent / seen / shown). The pairs are a plain Dataset so that one click
+        # event both sends and records them (a second listener on a gr.Examples click is only
+        # dispatched once the editors have loaded). The records run outside the queue, at once
+        # even while the model works; Generate and Refine only read them.
+        pending = gr.State({})
+        extracted = gr.State(None)  # the last extraction's canvas values, for `pending`
+        record = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
         if examples:
-            gr.Examples(
-                [[str(edge_file), str(color_file)] for _, edge_file, color_file in examples],
-                inputs=[edge, color],
+            files = [[str(edge_file), str(color_file)] for _, edge_file, color_file in examples]
+            pairs = gr.Dataset(
+                components=[edge, color],
+                samples=files,
+                type="index",
                 label="PI-REC's example pairs (edge, color domain)",
-                examples_per_page=4,
+                samples_per_page=4,
+                elem_id="example-pairs",
             )
+
+            def pick(index: int) -> tuple[str, str, Any]:
+                return *files[index], handlers.sent(*files[index])
+
+            pairs.click(pick, pairs, [edge, color, pending], **record).success(
+                handlers.seen, [pending, edge, color], pending, **record
+            )
+
+        def shown(action: Callable[..., Any]) -> Callable[..., Any]:
+            """``action`` on the canvases as the page shows them."""
+
+            def run(edge_value: Any, color_value: Any, style: str, known: Any) -> Any:
+                return action(*handlers.shown(known, edge_value, color_value), style)
+
+            run.__name__ = action.__name__  # the page's error lines say "generate failed: ..."
+            return run
 
         model_queue = {"concurrency_limit": 1, "concurrency_id": "model"}
         generate.click(
-            _in_page(gr, handlers.generate),
-            [edge, color, lines],
+            _in_page(gr, shown(handlers.generate)),
+            [edge, color, lines, pending],
             first,
             api_name="generate",
             **model_queue,
         )
         refine.click(
-            _in_page(gr, handlers.refine),
-            [edge, color, lines],
+            _in_page(gr, shown(handlers.refine)),
+            [edge, color, lines, pending],
             [first, refined],
             api_name="refine",
             **model_queue,
         )
         extract = _in_page(gr, handlers.extract)
 
-        def live_extract(path: str | None, sigma_value: float, k_value: float) -> Any:
-            if path is None:  # a cleared photo leaves the canvases as they are
-                return gr.skip(), gr.skip(), gr.skip()
-            return (*extract(path, sigma_value, k_value), "canny")  # Canny edges: not thinned
+        def live_extract(upload: Any, sigma_value: float, k_value: float) -> Any:
+            if upload is None:  # a cleared photo leaves the canvases as they are
+                return gr.skip(), gr.skip(), gr.skip(), None
+            edge_value, color_value = extract(upload, sigma_value, k_value)
+            # Canny edges: not thinned
+            return edge_value, color_value, "canny", (edge_value, color_value)
 
         gr.on(
             [photo.change, sigma.change, k.change],
             live_extract,
             [photo, sigma, k],
-            [edge, color, lines],
+            [edge, color, lines, extracted],
             trigger_mode="always_last",
+            # a failed extraction is the one line in the page; a progress tracker would also
+            # cover the canvases with "Error" badges, hiding what they still hold
+            show_progress="hidden",
             api_name="extract",
+            # Gradio's own preprocessing of an Image opens the file and fails on a non-image
+            # with a traceback and a bare "Error"; SketchHandlers.extract decodes the upload
+            # (a FileData mapping) itself and names the problem and the fix in one line
+            preprocess=False,
             **model_queue,
-        )
+        ).success(
+            lambda values: gr.skip() if values is None else handlers.sent(*values),
+            extracted,
+            pending,
+            **record,
+        ).success(handlers.seen, [pending, edge, color], pending, **record)
     app.queue(default_concurrency_limit=1, max_size=32)
     return app
 

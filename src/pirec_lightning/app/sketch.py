@@ -14,6 +14,7 @@ does the reading (edge polarity, binarization) and the reconstruction.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -22,11 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from pirec_lightning.data.folder import load_image
-from pirec_lightning.errors import AppError
-from pirec_lightning.images import open_image
+from pirec_lightning.errors import AppError, ImageTooLarge, one_line
+from pirec_lightning.images import DECODE_ERRORS, open_image
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.pairs import Pair, find_pairs
 from pirec_lightning.preprocess.confusion import ConfusionConfig
@@ -36,6 +37,7 @@ __all__ = [
     "COLOR_BACKGROUND",
     "EDGE_BACKGROUND",
     "AppError",
+    "Pending",
     "SketchHandlers",
     "blank_canvas",
     "bundled_examples",
@@ -52,6 +54,9 @@ EDGE_BACKGROUND = (0, 0, 0)
 COLOR_BACKGROUND = (255, 255, 255)
 #: canvas size without a model (PI-REC's 128 px)
 DEFAULT_SIZE = 128
+#: per canvas (``"edge"``, ``"color"``): the value the page last sent it (``value``) and a digest
+#: of the pixels its editor handed over first after that (``held``); see :meth:`SketchHandlers.sent`
+Pending = dict[str, dict[str, Any]]
 NO_MODEL = (
     "No model loaded: start the app with `pirec app --checkpoint <run>/refinement/checkpoints/"
     "last.ckpt` (or `--pirec-generator G_Model_gen.pth [--pirec-refiner R_Model_gen.pth]`)."
@@ -283,17 +288,85 @@ class SketchHandlers:
         return first[0], final[0]
 
     def extract(
-        self, photo: str | Path | None, sigma: float, k: float
+        self, photo: str | Path | Mapping[str, Any] | None, sigma: float, k: float
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Edge and color domain canvas values of a photo file, center-cropped and resized to
-        the canvas; ``sigma`` (Canny) and ``k`` (colors) in canvas pixels."""
+        """Edge and color domain canvas values of a photo file (a path, or the page's upload: a
+        Gradio FileData mapping), center-cropped and resized to the canvas; ``sigma`` (Canny)
+        and ``k`` (colors) in canvas pixels.
+
+        Raises:
+            AppError: no photo, or a file that is not an image (the message names the file).
+        """
 
         model = self._model()
-        if photo is None:
-            raise AppError("no photo: upload one or pick an example photo")
+        path, name = _photo_file(photo)
         try:
-            image = load_image(photo, self.size)
-        except (OSError, SyntaxError, ValueError) as error:
-            raise AppError(f"cannot read the photo {Path(photo).name}: {error}") from error
+            image = load_image(path, self.size)
+        except ImageTooLarge as error:
+            raise AppError(f"could not read {name!r}: {error}; upload a smaller image") from error
+        except DECODE_ERRORS as error:
+            reason = (
+                "not an image format Pillow reads"
+                if isinstance(error, UnidentifiedImageError)
+                else one_line(error).replace(path, name)
+            )
+            raise AppError(
+                f"could not read {name!r} as an image: {reason}; upload a PNG, JPEG or WebP"
+            ) from error
         edge, color = model.photo_inputs(image, sigma=float(sigma), k=int(k))
         return canvas_value(to_canvas_image(edge)), canvas_value(to_canvas_image(color))
+
+    # ------------------------------------------------------- what the page sent the canvases
+    # An image editor shows a value sent to it only once it has loaded it into its canvas,
+    # which takes a while (seconds on a slow machine), and until then hands over its old
+    # pixels. `pending` remembers the values last sent and what the editors handed over first
+    # after that: a canvas still holding those pixels is still loading.
+    def _digest(self, value: Any, background: tuple[int, int, int]) -> str | None:
+        try:
+            pixels = flatten_canvas(value, background, self.size)
+        except DECODE_ERRORS:  # an empty canvas (or an unreadable file, from the API)
+            return None
+        return hashlib.blake2b(pixels.tobytes(), digest_size=16).hexdigest()
+
+    @staticmethod
+    def sent(edge: Any, color: Any) -> Pending:
+        """A new ``pending``: ``edge`` and ``color`` were just sent to the canvases (an
+        example pair's files, or :meth:`extract`'s values)."""
+        return {"edge": {"value": edge}, "color": {"value": color}}
+
+    def seen(self, pending: Pending | None, edge: Any, color: Any) -> Pending:
+        """``pending`` with what the canvases handed over first after the values were sent
+        (``held``: the old pixels while they load, or the loaded values)."""
+        pending = {name: dict(entry) for name, entry in (pending or {}).items()}
+        for name, value, background in (
+            ("edge", edge, EDGE_BACKGROUND),
+            ("color", color, COLOR_BACKGROUND),
+        ):
+            if name in pending and "held" not in pending[name]:
+                pending[name]["held"] = self._digest(value, background)
+        return pending
+
+    def shown(self, pending: Pending | None, edge: Any, color: Any) -> tuple[Any, Any]:
+        """``(edge, color)`` as the page shows them: a canvas that was sent a value and since
+        holds nothing new (its editor has not been seen, or still holds the pixels it handed
+        over first) reads as that value; any other is taken as it is (the value loaded, maybe
+        strokes drawn over it, or cleared)."""
+        canvases = {"edge": edge, "color": color}
+        for name, background in (("edge", EDGE_BACKGROUND), ("color", COLOR_BACKGROUND)):
+            entry = (pending or {}).get(name)
+            if entry is not None and (
+                "held" not in entry or self._digest(canvases[name], background) == entry["held"]
+            ):
+                canvases[name] = entry["value"]
+        return canvases["edge"], canvases["color"]
+
+
+def _photo_file(photo: str | Path | Mapping[str, Any] | None) -> tuple[str, str]:
+    """``(path, name to show)`` of a photo: a path, or a Gradio FileData mapping (whose
+    ``orig_name`` is the uploaded file's own name)."""
+    path, name = (
+        (photo.get("path"), photo.get("orig_name")) if isinstance(photo, Mapping) else (photo, None)
+    )
+    if not path:
+        raise AppError("no photo: upload one or pick an example photo")
+    return str(path), name or Path(path).name
