@@ -219,3 +219,40 @@ def test_phase_all_holds_its_top_run_dir_once(make_cfg, tmp_path):
     train(cfg)
     assert RecordLocks.seen == {p: [LOCK_FILE] for p in ("imitation", "generating", "refinement")}
     assert not (run_dir / LOCK_FILE).exists()
+
+
+SLOW_BUILD = """
+import sys, time
+import pirec_lightning.training.phase as phase
+from pirec_lightning.training.run import main
+
+def slow_build(cfg):
+    print("building", flush=True)
+    time.sleep(120)
+
+phase.build_datamodule = slow_build
+sys.argv = ["train.py", *sys.argv[1:]]
+main()
+"""
+
+
+def test_sigterm_before_training_is_one_line_and_143(tmp_path):
+    run_dir = tmp_path / "D"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_BUILD, *_train_args(run_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PIREC_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stdout:  # the log goes to stdout as well
+        if line.strip() == "building":
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr[-3000:]
+    (line,) = _error_lines(stderr)
+    assert "stopped by SIGTERM while no phase was training" in line
+    assert "Traceback" not in stderr
+    assert not (run_dir / LOCK_FILE).exists()  # released on the way out

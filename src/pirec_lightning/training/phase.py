@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from pirec_lightning.config import check_sources, validate_config
+from pirec_lightning.errors import RunInterrupted
 from pirec_lightning.phases import init_from_checkpoint
 from pirec_lightning.phases.handover import read_init_from
 from pirec_lightning.training.builders import (
@@ -32,6 +33,7 @@ from pirec_lightning.training.console import (
 )
 from pirec_lightning.training.distributed import global_rank
 from pirec_lightning.training.resume import (
+    EXIT_CODES,
     check_resume_checkpoint,
     finish_phase,
     interruption,
@@ -64,16 +66,33 @@ def _stop_signal(trainer: pl.Trainer, stop: SystemExit) -> int | None:
     return None
 
 
+def sigterm_outside_fit(signum: int, frame: Any) -> None:
+    """SIGTERM while no Trainer runs (before the first phase, between phases): one line and
+    exit 143, like a SIGTERM during training. ``fit`` hands SIGTERM to Lightning (which saves
+    ``last.ckpt`` and stops cleanly) and this handler back afterwards."""
+    raise RunInterrupted(
+        "stopped by SIGTERM while no phase was training; finished phases and checkpoints are "
+        "kept: run the same command again to go on",
+        EXIT_CODES[signal.SIGTERM],
+    )
+
+
 @contextlib.contextmanager
 def _ctrl_c_restored() -> Iterator[None]:
-    """Give Ctrl-C back after ``fit``: Lightning ignores SIGINT once it handled one."""
+    """Give Ctrl-C back after ``fit`` (Lightning ignores SIGINT once it handled one), and leave
+    SIGTERM to Lightning during ``fit`` (it would call :func:`sigterm_outside_fit` as well)."""
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if main else None
+    ours = main and signal.getsignal(signal.SIGTERM) is sigterm_outside_fit
+    if ours:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield
     finally:
         if main and handler is not None:
             signal.signal(signal.SIGINT, handler)
+        if ours:
+            signal.signal(signal.SIGTERM, sigterm_outside_fit)
 
 
 def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 from pirec_lightning.config import config_dir, hydra_run, prepare_overrides
 from pirec_lightning.errors import ConfigError, PirecError, report
 from pirec_lightning.training.loggers import finish_wandb
-from pirec_lightning.training.phase import train_phase
+from pirec_lightning.training.phase import sigterm_outside_fit, train_phase
 from pirec_lightning.training.plan import train_all
 from pirec_lightning.training.rundir import LOCK_FILE, hold_run_dir, read_lock
 
@@ -117,11 +118,16 @@ def main() -> float | None:
             _run
         )
         run_dir = _explicit_run_dir(sys.argv[1:])
-        if run_dir is None:
-            return app()
-        # a named run dir is held before Hydra writes its records into it
-        with hold_run_dir(run_dir):
-            return app()
+        # SIGTERM outside a Trainer's fit (data scan, model build, between phases): one line
+        previous = signal.signal(signal.SIGTERM, sigterm_outside_fit)
+        try:
+            if run_dir is None:
+                return app()
+            # a named run dir is held before Hydra writes its records into it
+            with hold_run_dir(run_dir):
+                return app()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     except PirecError as error:
         sys.exit(report(error))
 
