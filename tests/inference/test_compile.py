@@ -158,3 +158,23 @@ def test_cli_reconstruct_compile_folder_with_inductor(tiny_run, tmp_path, capsys
     assert main(command) == 0
     assert "wrote 2 images" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_out.png", "2_out.png"]
+
+
+@pytest.mark.slow
+def test_a_compiler_that_cannot_work_falls_back_to_eager_with_one_warning(
+    tiny_run, eager, monkeypatch
+):
+    """No C++ compiler on the machine: Inductor fails; the Reconstructor warns and runs eager."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    torch._dynamo.reset()
+    rec = Reconstructor.from_checkpoint(tiny_run["refinement"], device="cpu", compile=True)
+    edge, color = inputs(1, 24, 24)
+    with pytest.warns(UserWarning, match="torch.compile failed, running eager") as caught:
+        out = rec.reconstruct(edge, color)
+    assert any("No working C++ compiler" in str(w.message) for w in caught)
+    torch.testing.assert_close(out, eager.reconstruct(edge, color), atol=TOLERANCE, rtol=0)
+    assert not rec.use_compile
+    torch._dynamo.reset()

@@ -72,6 +72,21 @@ MIN_SIDE = 9
 #: ``torch.compile`` mode by device type for ``compile_mode=None``; other devices: the default mode
 AUTO_COMPILE_MODES: dict[str, str] = {"cuda": "reduce-overhead"}
 
+
+def compile_errors() -> tuple[type[BaseException], ...]:
+    """What a compilation that cannot work raises (no C++ compiler, no Triton, an unsupported
+    op): the Reconstructor then runs eager. Imported when needed: Inductor takes seconds."""
+    import torch._dynamo.exc as dynamo
+    import torch._inductor.exc as inductor
+
+    return (
+        dynamo.BackendCompilerFailed,
+        dynamo.InternalTorchDynamoError,
+        dynamo.Unsupported,
+        inductor.InductorError,
+    )
+
+
 #: input shapes (batch, height, width, refine) a compiled Reconstructor compiles; later new
 #: shapes run eager (one warning), so recompilation stays bounded
 MAX_COMPILED_SHAPES = 8
@@ -362,11 +377,18 @@ class Reconstructor(pl.LightningModule):
         compiled = self._compiled_stages(edge, refine) if self.use_compile else None
         if compiled is None:
             return StagePipeline(self.generator, self.refiner).stages(edge, color, refine)
-        if edge.is_cuda and self.resolved_compile_mode() in ("reduce-overhead", "max-autotune"):
-            torch.compiler.cudagraph_mark_step_begin()  # a new inference step
-            final, first = compiled(edge, color, refine)
-            return final.clone(), first.clone()  # the next replay overwrites the graph's outputs
-        return compiled(edge, color, refine)
+        try:
+            if edge.is_cuda and self.resolved_compile_mode() in ("reduce-overhead", "max-autotune"):
+                torch.compiler.cudagraph_mark_step_begin()  # a new inference step
+                final, first = compiled(edge, color, refine)
+                return final.clone(), first.clone()  # the next replay overwrites graph outputs
+            return compiled(edge, color, refine)
+        except compile_errors() as error:  # no C++ compiler, no Triton...: eager, said once
+            self.use_compile = False
+            warnings.warn(
+                f"torch.compile failed, running eager: {one_line(error)[:300]}", stacklevel=2
+            )
+            return StagePipeline(self.generator, self.refiner).stages(edge, color, refine)
 
     def resolved_compile_mode(self) -> str | None:
         """The ``torch.compile`` mode for this model's device: ``compile_mode``, else
