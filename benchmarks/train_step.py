@@ -273,7 +273,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.placement_workers is None:  # the cores left to the step's process
         args.placement_workers = max(1, min(16, len(os.sched_getaffinity(0)) - 1))
-    args.placements = [p for p in args.placements.split(",") if p]
+    args.placements = list(dict.fromkeys(p for p in args.placements.split(",") if p))
     unknown = sorted(set(args.placements) - set(PLACEMENTS))
     if unknown or "device" not in args.placements:
         parser.error(f"--placements takes {', '.join(PLACEMENTS)} and includes device")
@@ -398,7 +398,7 @@ def _print_table(r: dict, names: dict[str, str]) -> None:
         f"(a)/(b) {r['ratio_lightning_vs_bare_loop']:.3f}, "
         f"(c)/(b) {r['ratio_loop_with_preprocessing_vs_loop']:.3f}"
     )
-    for placement in r["placements"][1:]:
+    for placement in [p for p in r["placements"] if p != "device"]:
         print(
             f"(a, {placement})/(b) {r[f'ratio_lightning_{placement}_vs_bare_loop']:.3f} "
             f"(target <= {r['target_placement_ratio']})"

@@ -113,6 +113,12 @@ def test_a_phase_trains_on_inputs_made_elsewhere(placement, tmp_path):
     # the generating phase asks for edge and color domain only, wherever they are made
     assert seen and all(keys == ("color_domain", "edge", "image", "index") for keys in seen)
     assert trainer.global_step >= 2
+    # the input thread stopped with the training, Lightning's copies of the loader included
+    from pirec_lightning.data import placement as module
+
+    owned = [loader for loader in module._LOADERS if loader.owner is dm]
+    assert (placement == "ahead") == bool(owned)
+    assert all(loader._current is None for loader in owned)
 
 
 def test_placement_settings_name_the_fix(make_cfg):

@@ -35,6 +35,7 @@ from pirec_lightning.data.placement import (
     InputMaker,
     WorkerInputs,
     check_placement,
+    close_loaders,
     evaluation_seed,
     is_made,
 )
@@ -153,7 +154,6 @@ class PIRECDataModule(pl.LightningDataModule):
         self.augmentation = build_augmentation(augment)
         self.maker = InputMaker(self.preprocessor, self.augmentation)
         self._cached: dict[str, DeviceImages] = {}
-        self._ahead: list[AheadLoader] = []  # the loaders making inputs ahead, closed at teardown
         self._files: dict[str, list[Path]] | None = None
         self.summary: dict[str, int] = {}
         self._summary_logged = False
@@ -239,10 +239,17 @@ class PIRECDataModule(pl.LightningDataModule):
             self._summary_logged = True
 
     def teardown(self, stage: str | None = None) -> None:
-        for loader in self._ahead:  # no thread outlives the run (nor forks with it)
-            loader.close()
-        self._ahead.clear()
+        self.close_ahead()
         report_late_failures(self.trainer, self.decode_failures.value)
+
+    def close_ahead(self) -> None:
+        """Stop the threads making inputs ahead (``data.preprocess_on=ahead``): the phases call
+        it at the end of training, before Lightning shuts the DataLoader's workers down; the
+        teardown and an error call it too. No thread outlives the run, nor forks with it."""
+        close_loaders(self)
+
+    def on_exception(self, exception: BaseException) -> None:
+        self.close_ahead()
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         stage = "fit" if shuffle else {"val": "validate"}.get(split, "test")
@@ -265,16 +272,20 @@ class PIRECDataModule(pl.LightningDataModule):
         if placement == "workers":
             rank = self.trainer.global_rank if self.trainer is not None else 0
             step = self.trainer.global_step if self.trainer is not None else 0
-            train_seed = self.seed + 1_000_003 * rank + 104_729 * step
+            # apart from the evaluation seeds (seed + 7919 * (index + 1))
+            train_seed = self.seed + 2**40 + 1_000_003 * rank + 104_729 * step
             outputs = self.required_outputs()
             collate = WorkerInputs(self.maker, stage, outputs, self.seed, train_seed)
             return DataLoader(self.dataset(split), collate_fn=collate, **options)
         if placement == "ahead" and stage == "fit":
             device = device or torch.device("cpu")
+            if device.type == "mps":  # MPS ops from two threads are not safe
+                warnings.warn("data.preprocess_on=ahead runs as device on MPS", stacklevel=2)
+                return DataLoader(self.dataset(split), **options)
             prepare = functools.partial(self.make_inputs, stage=stage)
-            loader = AheadLoader(self.dataset(split), prepare=prepare, device=device, **options)
-            self._ahead.append(loader)
-            return loader
+            return AheadLoader(
+                self.dataset(split), prepare=prepare, device=device, owner=self, **options
+            )
         return DataLoader(self.dataset(split), **options)
 
     def train_dataloader(self) -> DataLoader:

@@ -18,14 +18,17 @@
     the batch's first index).
 
 Resuming restarts the draws of ``workers`` from a seed that depends on the step it resumes at;
-``ahead`` has drawn up to two batches further than the step a checkpoint is saved at, so a
-resumed run continues from there.
+``ahead`` has drawn a few batches further than the step a checkpoint is saved at (the batches
+made and waiting, and the one Lightning's loop fetched ahead; how many depends on timing), so a
+resumed run continues from there rather than exactly where the checkpoint stands.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -128,11 +131,13 @@ class _Ahead(Iterator[dict[str, Any]]):
         prepare: Callable[[dict[str, Any]], dict[str, Any]],
         device: torch.device,
         depth: int = 1,
+        stream: torch.cuda.Stream | None = None,
     ) -> None:
         self._device = device
         self._ready: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        if device.type == "cuda" and stream is None:
+            stream = torch.cuda.Stream(device)
         if stream is not None:  # what the step's stream made so far (a device cache) is ready
             stream.wait_stream(torch.cuda.current_stream(device))
         self._thread = threading.Thread(
@@ -166,11 +171,13 @@ class _Ahead(Iterator[dict[str, Any]]):
                     tensor.record_stream(stream)
         return made
 
-    def close(self) -> None:
-        """Stop the thread (it takes no further batch) and wait for it."""
+    def close(self) -> bool:
+        """Stop the thread (it takes no further batch) and wait for it; False if it is still
+        waiting for a batch after 10 s."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+        return not self._thread.is_alive()
 
     def __del__(self) -> None:
         self._stop.set()
@@ -185,6 +192,8 @@ class AheadLoader(DataLoader):
             (:meth:`~pirec_lightning.data.PIRECDataModule.make_inputs` for the loader's stage).
         device: where the inputs are made (the trainer's root device).
         depth: made batches kept ready (GPU memory: one batch of images and inputs each).
+        owner: who made the loader (the data module closes its loaders' threads with
+            :func:`close_loaders`; a loader Lightning re-creates keeps it).
         *args, **kwargs: those of :class:`torch.utils.data.DataLoader` (Lightning re-creates
             the loader with a distributed sampler under DDP, through the same arguments).
     """
@@ -195,27 +204,55 @@ class AheadLoader(DataLoader):
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         device: torch.device | str = "cpu",
         depth: int = 1,
+        owner: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.prepare = prepare
         self.device = torch.device(device)
         self.depth = int(depth)
+        self.owner = owner
         self._current: _Ahead | None = None
+        self._stream: torch.cuda.Stream | None = None  # one side stream for every epoch
+        _LOADERS.add(self)
 
     def close(self) -> None:
-        """Stop the thread of the current epoch, if any (the data module's teardown calls it)."""
-        if self._current is not None:
-            self._current.close()
-            self._current = None
+        """Stop the thread of the current epoch, if any.
+
+        Raises:
+            RuntimeError: the thread still waits for a batch after 10 s.
+        """
+        current, self._current = self._current, None
+        if current is not None and not current.close():
+            raise RuntimeError(
+                "the input thread of data.preprocess_on=ahead still waits for a batch after 10 s; "
+                "use data.preprocess_on=device if the DataLoader hangs"
+            )
 
     def __iter__(self) -> Iterator[Any]:
         self.close()  # never two threads on one (persistent) worker iterator
         batches = super().__iter__()
         if self.prepare is None:
             return batches
-        self._current = _Ahead(batches, self.prepare, self.device, self.depth)
+        if self.device.type == "cuda" and self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        self._current = _Ahead(batches, self.prepare, self.device, self.depth, self._stream)
         return self._current
+
+
+#: every AheadLoader alive, for :func:`close_loaders`
+_LOADERS: weakref.WeakSet[AheadLoader] = weakref.WeakSet()
+
+
+def close_loaders(owner: Any) -> None:
+    """Stop the threads of every :class:`AheadLoader` ``owner`` made (Lightning's copies
+    included): before the DataLoader's workers shut down, and on the way out of an error."""
+    for loader in list(_LOADERS):
+        if loader.owner is owner:
+            try:
+                loader.close()
+            except RuntimeError as error:  # on the way out: said, not raised
+                warnings.warn(str(error), stacklevel=2)
 
 
 def evaluation_seed(seed: int, batch: dict[str, Any]) -> int:

@@ -147,6 +147,12 @@ class PhaseModule(pl.LightningModule):
         for loss in self._vgg_losses.values():
             loss.to(self.device)
 
+    def on_train_end(self) -> None:
+        # data.preprocess_on=ahead: its thread stops before the DataLoader's workers do
+        close = getattr(self.trainer.datamodule, "close_ahead", None)
+        if close is not None:
+            close()
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         config = dict(self.hparams.model["optimizer"])
         if "betas" in config:  # `betas=[0,0.9]` from a command line gives ints, which Adam rejects

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -98,13 +99,23 @@ def _show(values: Tensor) -> str:
 def exact_matmul(device_type: str) -> Iterator[None]:
     """Full float32 matmuls (no TF32, no autocast) inside: edges sit on thresholds of the
     smoothed image and K-means assignments on distance comparisons."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
+    if torch.get_float32_matmul_precision() == "highest":  # the default: nothing global to flip
         with torch.autocast(device_type, enabled=False):
             yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
+        return
+    # the precision is process-wide; inputs made in a thread (data.preprocess_on=ahead) flip it
+    # one at a time, so that each puts back what it found
+    with _PRECISION_LOCK:
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            with torch.autocast(device_type, enabled=False):
+                yield
+        finally:
+            torch.set_float32_matmul_precision(previous)
+
+
+_PRECISION_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=64)

@@ -67,9 +67,12 @@ def _stop_signal(trainer: pl.Trainer, stop: SystemExit) -> int | None:
 
 
 def sigterm_outside_fit(signum: int, frame: Any) -> None:
-    """SIGTERM while no Trainer runs (before the first phase, between phases): one line and
-    exit 143, like a SIGTERM during training. ``fit`` hands SIGTERM to Lightning (which saves
-    ``last.ckpt`` and stops cleanly) and this handler back afterwards."""
+    """SIGTERM while no Trainer handles it (the data scan, the model build, between phases, a
+    Trainer's own setup): one line and exit 143, like a SIGTERM during training. While a Trainer
+    fits, Lightning's handler calls this one too (it keeps the handlers it finds): then Lightning
+    stops the run gracefully, saving ``last.ckpt``, and this one leaves it to it."""
+    if signal.getsignal(signal.SIGTERM) is not sigterm_outside_fit:
+        return
     raise RunInterrupted(
         "stopped by SIGTERM while no phase was training; finished phases and checkpoints are "
         "kept: run the same command again to go on",
@@ -79,20 +82,14 @@ def sigterm_outside_fit(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def _ctrl_c_restored() -> Iterator[None]:
-    """Give Ctrl-C back after ``fit`` (Lightning ignores SIGINT once it handled one), and leave
-    SIGTERM to Lightning during ``fit`` (it would call :func:`sigterm_outside_fit` as well)."""
+    """Give Ctrl-C back after ``fit``: Lightning ignores SIGINT once it handled one."""
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if main else None
-    ours = main and signal.getsignal(signal.SIGTERM) is sigterm_outside_fit
-    if ours:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield
     finally:
         if main and handler is not None:
             signal.signal(signal.SIGINT, handler)
-        if ours:
-            signal.signal(signal.SIGTERM, sigterm_outside_fit)
 
 
 def train_phase(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

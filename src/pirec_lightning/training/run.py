@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,10 @@ def _remove_if_unused(run_dir: Path) -> None:
 
 
 def _run(cfg: DictConfig) -> float | None:
+    # SIGTERM where no Trainer handles it (data scan, model build, between phases): one line;
+    # set here, in the job, so that Hydra's launchers never see the exception
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, sigterm_outside_fit) if main_thread else None
     try:
         metrics, objects = train(cfg)
         finish_wandb(objects.get("loggers", []))  # phase=all closed each phase's already
@@ -96,6 +101,9 @@ def _run(cfg: DictConfig) -> float | None:
             if hydra_config is not None:
                 _remove_if_unused(Path(hydra_config.runtime.output_dir))
         sys.exit(report(error))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _explicit_run_dir(args: list[str]) -> str | None:
@@ -118,16 +126,11 @@ def main() -> float | None:
             _run
         )
         run_dir = _explicit_run_dir(sys.argv[1:])
-        # SIGTERM outside a Trainer's fit (data scan, model build, between phases): one line
-        previous = signal.signal(signal.SIGTERM, sigterm_outside_fit)
-        try:
-            if run_dir is None:
-                return app()
-            # a named run dir is held before Hydra writes its records into it
-            with hold_run_dir(run_dir):
-                return app()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        if run_dir is None:
+            return app()
+        # a named run dir is held before Hydra writes its records into it
+        with hold_run_dir(run_dir):
+            return app()
     except PirecError as error:
         sys.exit(report(error))
 
