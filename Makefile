@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its dev tools (editable)
 
-train: $(STAMP) ## train all three phases on the embedded emoji (experiment=quickstart; ~50 min on a 2-core CPU)
+train: $(STAMP) ## train all three phases on the embedded emoji (experiment=quickstart; 30-50 min on a 2-core CPU)
 	$(BIN)/python train.py $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) $(ARGS)
 
 # where `make pretrained` trains; the bundled files are written into the package
