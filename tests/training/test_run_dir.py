@@ -114,10 +114,14 @@ with hold_run_dir(sys.argv[1]):
 """
 
 
-def _holder(run_dir: Path) -> subprocess.Popen:
-    """Another process holding ``run_dir``; returns once it holds it."""
+def _holder(run_dir: Path, **env: str) -> subprocess.Popen:
+    """Another process holding ``run_dir`` (with ``env`` set); returns once it holds it."""
     process = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(run_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
     )
     assert process.stdout.readline().strip() == "held"
     return process
@@ -148,6 +152,25 @@ def test_other_ranks_of_the_run_never_lock(tmp_path, monkeypatch):
                 patch.setenv(variable, "1")
                 with hold_run_dir(run_dir):  # no refusal, and rank 0's lock stays
                     assert read_lock(run_dir)["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_other_ranks_stop_when_another_job_holds_the_dir(tmp_path, monkeypatch):
+    """Rank 1 of Slurm job 2 into a dir job 1 holds: the same line as its rank 0, after giving
+    rank 0 the time to take over a stale lock; rank 1 of job 1 itself goes on."""
+    run_dir = tmp_path / "D"
+    holder = _holder(run_dir, SLURM_JOB_ID="1")
+    monkeypatch.setattr(rundir, "RANK_WAIT_S", 0.5)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    try:
+        monkeypatch.setenv("SLURM_JOB_ID", "2")
+        with pytest.raises(RunDirBusy, match=f"PID {holder.pid}"), hold_run_dir(run_dir):
+            pass
+        monkeypatch.setenv("SLURM_JOB_ID", "1")
+        with hold_run_dir(run_dir):
+            assert read_lock(run_dir)["pid"] == holder.pid
     finally:
         holder.kill()
         holder.wait()

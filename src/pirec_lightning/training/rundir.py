@@ -8,8 +8,11 @@ another host is taken as alive, and the same Slurm job (a requeued one) or torch
 own lock back.
 
 Only one process of a run holds it: the launching process, or rank 0 of ranks started by Slurm
-or torchrun (the other ranks never lock, so they cannot refuse their own run). ``phase=all``
-holds its top run dir once; the stages under it, run in the same process, hold nothing more.
+or torchrun (the other ranks never lock, so they cannot refuse their own run). They read the
+record instead: when another live Slurm job or torchrun run holds the dir, and it still does after
+:data:`RANK_WAIT_S` (time for their own rank 0 to take over a stale lock), they stop with the same
+line as their rank 0 rather than wait for it in the process group. ``phase=all`` holds its top
+run dir once; the stages under it, run in the same process, hold nothing more.
 
 >>> with hold_run_dir("runs/x"):  # doctest: +SKIP
 ...     train(cfg)
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "run.lock"
 #: errors of a filesystem that has no flock (then the record in the file decides)
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+#: how long a rank other than the launching one gives its rank 0 to take a run dir over before
+#: it believes a record naming another job
+RANK_WAIT_S = 30.0
 #: run dirs this process holds (resolved): nested holds inside them are no-ops
 _HELD: set[Path] = set()
 
@@ -173,6 +179,32 @@ def _release(run_dir: Path, fd: int) -> None:
     os.close(fd)  # drops the flock
 
 
+def _other_job(record: dict[str, Any] | None) -> bool:
+    """Whether ``record`` names a live holder from another job than this process's (both
+    known); never the process that started this one (Lightning's own DDP launcher)."""
+    job = _job()
+    return (
+        record is not None
+        and job is not None
+        and record.get("job") not in (None, "", job)
+        and record.get("pid") != os.getppid()
+        and _alive(record)
+    )
+
+
+def _check_other_job(folder: Path) -> None:
+    """A rank that does not lock: stop when another job holds ``folder`` (see the module).
+
+    Raises:
+        RunDirBusy: the same line as the launching rank's.
+    """
+    deadline = time.monotonic() + RANK_WAIT_S
+    while _other_job(record := read_lock(folder)):
+        if time.monotonic() >= deadline:
+            raise _busy(folder, record)
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def hold_run_dir(run_dir: str | Path) -> Iterator[None]:
     """Hold ``run_dir`` for this run while the block runs (created if needed; the lock file is
@@ -183,7 +215,11 @@ def hold_run_dir(run_dir: str | Path) -> Iterator[None]:
         RunDirBusy: another live run holds it; one line naming it (PID, host, since when).
     """
     folder = Path(run_dir).expanduser().resolve()
-    if not _launching_process() or any(h == folder or h in folder.parents for h in _HELD):
+    if any(h == folder or h in folder.parents for h in _HELD):
+        yield
+        return
+    if not _launching_process():
+        _check_other_job(folder)
         yield
         return
     fd = _acquire(folder)
