@@ -31,6 +31,7 @@ prints one object whose ``ratio_lightning_vs_loop`` is seconds per step of (a) o
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -189,10 +190,9 @@ class Loop:
         D.requires_grad_(True)
 
 
-def hand_written(
-    cfg, args: argparse.Namespace, device: torch.device, preprocess: bool, capture=None
-) -> tuple[float, float]:
-    """Seconds per step and peak MB of (b) (``preprocess=False``) or (c)."""
+def loop_and_inputs(cfg, args: argparse.Namespace, device: torch.device):
+    """``(loop, inputs, order)``: the hand-written loop, ``inputs(index) -> (image, edge,
+    color_domain)`` made from images cached on the device, and each step's batch of indices."""
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     from pirec_lightning.data import FolderImageDataset
@@ -213,13 +213,17 @@ def hand_written(
 
     total = args.warmup + args.steps
     order = torch.randperm(len(cached), device=device)[: total * args.batch].view(total, -1)
+    return Loop(cfg, device, args.precision), inputs, order
+
+
+def hand_written(
+    cfg, args: argparse.Namespace, device: torch.device, preprocess: bool
+) -> tuple[float, float]:
+    """Seconds per step and peak MB of (b) (``preprocess=False``) or (c)."""
+    loop, inputs, order = loop_and_inputs(cfg, args, device)
     fixed = None if preprocess else [inputs(index) for index in order]
-    loop = Loop(cfg, device, args.precision)
-    if capture is not None:  # --profile: the caller runs the steps
-        capture(loop, inputs, order)
-        return 0.0, 0.0
     with Memory(device) as memory:
-        for i in range(total):
+        for i in range(len(order)):
             if i == args.warmup:
                 _sync(device)
                 start = time.perf_counter()
@@ -359,16 +363,10 @@ def profile_loop(cfg, args: argparse.Namespace, device: torch.device) -> None:
     """``--profile``: a Chrome trace of (c)'s steps, networks and preprocessing."""
     from _profile import profile
 
-    captured: dict = {}
-
-    def capture(loop, inputs, order):
-        captured.update(loop=loop, inputs=inputs, order=order)
-
-    hand_written(cfg, args, device, preprocess=True, capture=capture)
-    loop, inputs, order = captured["loop"], captured["inputs"], captured["order"]
-    count = iter(range(10**9))
+    loop, inputs, order = loop_and_inputs(cfg, args, device)
+    steps = itertools.count()
     profile(
-        lambda: loop.step(*inputs(order[next(count) % len(order)])),
+        lambda: loop.step(*inputs(order[next(steps) % len(order)])),
         args.profile,
         device=device,
         file=sys.stderr if args.json else None,

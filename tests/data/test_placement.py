@@ -142,7 +142,8 @@ def test_ahead_on_a_side_stream_matches_in_series_on_cuda():
     raw = list(dm.train_dataloader())
     serial = [dm.make_inputs({k: v.to(device) for k, v in b.items()}, "fit") for b in raw]
     dm = _datamodule("device", cache="device")
-    ahead = list(_Ahead(iter(raw), lambda b: dm.make_inputs(b, "fit"), device))
+    side = torch.cuda.Stream(device)
+    ahead = list(_Ahead(iter(raw), lambda b: dm.make_inputs(b, "fit"), device, stream=side))
     for one, two in zip(serial, ahead, strict=True):
         for key in KEYS:
             assert two[key].device.type == "cuda"

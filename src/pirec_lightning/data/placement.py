@@ -123,7 +123,8 @@ def _make_ahead(
 
 
 class _Ahead(Iterator[dict[str, Any]]):
-    """Batches of ``batches`` made by ``prepare`` on ``device`` in a thread, ``depth`` ahead."""
+    """Batches of ``batches`` made by ``prepare`` on ``device`` in a thread, ``depth`` ahead,
+    on ``stream`` (a CUDA side stream; None: in the thread's current stream, as on the CPU)."""
 
     def __init__(
         self,
@@ -136,8 +137,6 @@ class _Ahead(Iterator[dict[str, Any]]):
         self._device = device
         self._ready: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        if device.type == "cuda" and stream is None:
-            stream = torch.cuda.Stream(device)
         if stream is not None:  # what the step's stream made so far (a device cache) is ready
             stream.wait_stream(torch.cuda.current_stream(device))
         self._thread = threading.Thread(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 
 import torch
@@ -99,13 +99,11 @@ def _show(values: Tensor) -> str:
 def exact_matmul(device_type: str) -> Iterator[None]:
     """Full float32 matmuls (no TF32, no autocast) inside: edges sit on thresholds of the
     smoothed image and K-means assignments on distance comparisons."""
-    if torch.get_float32_matmul_precision() == "highest":  # the default: nothing global to flip
-        with torch.autocast(device_type, enabled=False):
-            yield
-        return
-    # the precision is process-wide; inputs made in a thread (data.preprocess_on=ahead) flip it
-    # one at a time, so that each puts back what it found
-    with _PRECISION_LOCK:
+    # the precision is process-wide: flipped only when it is not the default already, and then
+    # under a lock, so that inputs made in a thread (data.preprocess_on=ahead) put back what
+    # they found
+    flip = torch.get_float32_matmul_precision() != "highest"
+    with _PRECISION_LOCK if flip else nullcontext():
         previous = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("highest")
         try:
