@@ -222,9 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     data = model.data_settings
     styles = avatar_styles((data.get("avatars") or {}).get("styles"))
     held = (data.get("avatars") or {}).get("heldout_styles") or []
+    card_file = out.with_suffix(".json")
+    previous = json.loads(card_file.read_text()) if card_file.is_file() else {}
     card = {
         "name": args.name,
-        "summary": (
+        # what the model is for and not for (pretrained.model_summary, shown by `pirec app`):
+        # written by hand in the card, so a regenerated card keeps the one it had
+        "summary": previous.get("summary")
+        or (
             "PI-REC's two stages (generating, refinement) at 128 px, trained on the DiceBear "
             "avatars with the artists' own line art, drawn-lines restyling and Canny edges: "
             "a model for sketches (lines plus flat colours)."

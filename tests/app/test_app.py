@@ -181,3 +181,23 @@ def test_the_page_shows_one_line_never_a_traceback(reconstructor, tmp_path: Path
     assert "Traceback" not in message
     with pytest.raises(gr.Error, match="edge canvas is empty"):
         shown(None, None)
+
+
+def test_the_page_and_list_models_say_what_the_bundled_model_is_for() -> None:
+    """Issue 27 row 15: the card's summary (for line art and flat colours; not for photos) in
+    the page, next to the model's name, and in ``list_models(details=True)``."""
+    from pirec_lightning import pretrained
+    from pirec_lightning.inference import Reconstructor
+
+    if pretrained.DEFAULT_MODEL not in pretrained.list_models():
+        pytest.skip("this install has no bundled model")
+    summary = pretrained.model_summary(pretrained.DEFAULT_MODEL)
+    assert "line art" in summary and "photos" in summary and "128 px" in summary
+    assert pretrained.list_models(details=True) == {pretrained.DEFAULT_MODEL: summary}
+    assert pretrained.list_models() == [pretrained.DEFAULT_MODEL]  # names, as before
+    model = Reconstructor.pretrained(device="cpu")
+    status = SketchHandlers(model, f"{pretrained.PREFIX}{pretrained.DEFAULT_MODEL}").status()
+    assert "sketch-128" in status and summary in status
+    assert summary not in SketchHandlers(model, "my.ckpt").status()  # not a bundled model
+    page = build_app(model, examples=[], source=f"{pretrained.PREFIX}{pretrained.DEFAULT_MODEL}")
+    assert summary in str(page.config["components"])

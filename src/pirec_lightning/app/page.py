@@ -100,6 +100,7 @@ def build_app(
     reconstructor: Reconstructor | None = None,
     examples: Sequence[Pair] | None = None,
     source: str = "",
+    summary: str | None = None,
 ) -> gr.Blocks:
     """The app's page (a queued ``gr.Blocks``), ready for :func:`launch`.
 
@@ -110,9 +111,12 @@ def build_app(
             found in
             :func:`~pirec_lightning.sketch.default_example_roots`.
         source: where the model came from, shown in the page.
+        summary: what the model is for and not for, shown under its name (None: the card's
+            :func:`~pirec_lightning.pretrained.model_summary` when ``source`` is
+            ``pretrained:<name>``).
     """
     gr = require_gradio()
-    handlers = SketchHandlers(reconstructor, source)
+    handlers = SketchHandlers(reconstructor, source, summary)
     if examples is None:
         examples = find_examples(default_example_roots())
     examples = [*examples, *(pair for pair in bundled_examples() if pair not in examples)]

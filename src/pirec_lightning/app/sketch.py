@@ -26,12 +26,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from pirec_lightning.data.folder import load_image
-from pirec_lightning.errors import AppError, ImageTooLarge, one_line
+from pirec_lightning.errors import AppError, CheckpointError, ImageTooLarge, one_line
 from pirec_lightning.images import DECODE_ERRORS, open_image
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.pairs import Pair, find_pairs
 from pirec_lightning.preprocess.confusion import ConfusionConfig
-from pirec_lightning.pretrained import EXAMPLES_DIR
+from pirec_lightning.pretrained import EXAMPLES_DIR, PREFIX, model_summary
 
 __all__ = [
     "COLOR_BACKGROUND",
@@ -179,21 +179,31 @@ class SketchHandlers:
     Args:
         reconstructor: the model, or None (the app opens and says what to pass).
         source: where the model came from, shown in the page.
+        summary: what the model is for and not for, shown under its name; None: the card's
+            summary when ``source`` names a bundled model (``pretrained:<name>``), else none.
     """
 
-    def __init__(self, reconstructor: Reconstructor | None = None, source: str = "") -> None:
+    def __init__(
+        self,
+        reconstructor: Reconstructor | None = None,
+        source: str = "",
+        summary: str | None = None,
+    ) -> None:
         self.reconstructor = reconstructor
         self.source = source
+        self.summary = _bundled_summary(source) if summary is None else summary
         trained = getattr(reconstructor, "image_size", None)
         self.size = int(trained) if trained else DEFAULT_SIZE
 
     # ------------------------------------------------------------------------- what is shown
     def status(self) -> str:
-        """One Markdown line: the model and its canvas size, or what to pass."""
+        """Markdown: the model and its canvas size, then what it is for (:attr:`summary`), or
+        what to pass."""
         if self.reconstructor is None:
             return NO_MODEL
         stages = "two stages (Generate, Refine)" if self.stages == 2 else "one stage (Generate)"
-        return f"Model: `{self.source or 'in memory'}`, {stages}, canvas {self.size} px."
+        line = f"Model: `{self.source or 'in memory'}`, {stages}, canvas {self.size} px."
+        return f"{line}\n\n{self.summary}" if self.summary else line
 
     @property
     def stages(self) -> int:
@@ -359,6 +369,17 @@ class SketchHandlers:
             ):
                 canvases[name] = entry["value"]
         return canvases["edge"], canvases["color"]
+
+
+def _bundled_summary(source: str) -> str:
+    """The card summary of the bundled model ``source`` names (``pretrained:<name>``); empty
+    for any other source."""
+    if not source.startswith(PREFIX):
+        return ""
+    try:
+        return model_summary(source.removeprefix(PREFIX))
+    except CheckpointError:  # not (or no longer) bundled: the page shows the name alone
+        return ""
 
 
 def _photo_file(photo: str | Path | Mapping[str, Any] | None) -> tuple[str, str]:

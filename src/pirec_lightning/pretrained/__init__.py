@@ -9,6 +9,8 @@ checkpoint, so everything that takes a checkpoint takes a bundled model too:
 >>> from pirec_lightning.pretrained import list_models
 >>> list_models()  # doctest: +SKIP
 ['sketch-128']
+>>> print(model_summary("sketch-128"))  # doctest: +SKIP
+For line art: drawn lines with flat colours, at 128 px (...). Not for photos: ...
 
 ``Reconstructor.pretrained("sketch-128")``, ``pirec reconstruct --model sketch-128`` and
 ``init_from=pretrained:sketch-128`` all read it through :func:`read_pretrained`.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -35,6 +37,7 @@ __all__ = [
     "list_models",
     "model_card",
     "model_file",
+    "model_summary",
     "read_pretrained",
     "write_pretrained",
 ]
@@ -53,9 +56,15 @@ _META = ("pirec_phase", "hyper_parameters", "datamodule_hyper_parameters")
 KEPT_PREFIXES = ("generator.", "preliminary_generator.", "discriminator.")
 
 
-def list_models() -> list[str]:
-    """Names of the bundled models (sorted)."""
-    return sorted(path.stem for path in MODELS_DIR.glob("*.safetensors"))
+@overload
+def list_models(details: Literal[False] = False) -> list[str]: ...
+@overload
+def list_models(details: Literal[True]) -> dict[str, str]: ...
+def list_models(details: bool = False) -> list[str] | dict[str, str]:
+    """Names of the bundled models (sorted); ``details=True``: ``{name: summary}`` (each card's
+    :func:`model_summary`: what the model is for and what it is not for)."""
+    names = sorted(path.stem for path in MODELS_DIR.glob("*.safetensors"))
+    return {name: model_summary(name) for name in names} if details else names
 
 
 def model_file(name: str | None = None) -> Path:
@@ -76,6 +85,17 @@ def model_card(name: str | None = None) -> dict[str, Any]:
     """The card of bundled model ``name`` (``<name>.json``), or ``{}`` when it has none."""
     card = model_file(name).with_suffix(".json")
     return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def model_summary(name: str | None = None) -> str:
+    """The summary of bundled model ``name``'s card: what it is for and what it is not for
+    (shown by ``pirec app``, ``--model``'s help and ``list_models(details=True)``); empty
+    when its card has none.
+
+    Raises:
+        CheckpointError: no such model; the message lists the bundled ones.
+    """
+    return str(model_card(name).get("summary") or "")
 
 
 def read_pretrained(name: str | None = None, path: str | Path | None = None) -> dict[str, Any]:
