@@ -16,7 +16,7 @@ from skimage.color import rgb2gray
 from skimage.segmentation import find_boundaries
 from torch.utils.data import DataLoader
 
-from pirec_lightning.data import avatars, avatars_lineart
+from pirec_lightning.data import avatars, avatars_lineart, lineart, svg_pairs
 from pirec_lightning.data.avatars import (
     ALLOWED_LICENSES,
     HELDOUT_STYLES,
@@ -143,8 +143,8 @@ def test_rendering_is_lazy_cached_once_and_atomic(tmp_path, monkeypatch) -> None
         raise AssertionError("rendered again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(avatars_lineart, "render_png", refuse)
-        patch.setattr(avatars_lineart, "line_art", refuse)
+        patch.setattr(lineart, "render_png", refuse)
+        patch.setattr(lineart, "line_art", refuse)
         again = AvatarDataset("val", image_size=64, count=60, cache_dir=tmp_path)[0]
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert {p: p.stat().st_mtime_ns for p in pngs} == stamps
@@ -167,7 +167,7 @@ def test_rendering_is_lazy_cached_once_and_atomic(tmp_path, monkeypatch) -> None
     assert not written[0].with_name(f"{seed}.png").exists()
     # killed before the rename: the target is absent, the temporary file removed
     with monkeypatch.context() as patch:
-        patch.setattr(avatars.os, "replace", killed_after_one_file)
+        patch.setattr(svg_pairs.os, "replace", killed_after_one_file)
         with pytest.raises(KeyboardInterrupt):
             render_avatar(style, seed, 64, tmp_path)
     assert not written[0].with_name(f"{seed}.png").exists()

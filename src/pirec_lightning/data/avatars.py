@@ -3,13 +3,13 @@
 Nothing is downloaded: the avatars are drawn by ``dicebear-core`` (the Python port of DiceBear)
 from the style definitions shipped in ``dicebear-styles``, and rasterized with ``resvg``. An item
 is fixed by ``(style, seed)``: the DiceBear seed is ``str(seed)``, so the same pair gives the same
-pixels on every machine. The line art (:mod:`.avatars_lineart`) is separated from the same SVG
+pixels on every machine. The line art (:mod:`.lineart`) is separated from the same SVG
 as the picture, so the pair is exact.
 
 **Styles.** Only styles whose ``meta.license`` is CC0 1.0 or CC BY 4.0 are accepted
 (:func:`avatar_styles` reads name, creator and licence from the style files, for attribution).
 :data:`LINE_ART_STYLES` draw ink outlines that the separation recovers (chosen by measurement,
-see :func:`.avatars_lineart.line_art_figures`); :data:`PICTURE_STYLES` have no ink outlines
+see :func:`.lineart.line_art_figures`); :data:`PICTURE_STYLES` have no ink outlines
 (flat colour, shading only) and come without line art (``has_line_art`` False, ``line_art``
 zeros): training falls back to Canny edges for them.
 
@@ -43,28 +43,23 @@ to a temporary file and renamed, line art first, so a picture on disk means a co
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.resources
-import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from pirec_lightning.data.emoji_svg import cache_dir as default_cache_dir
-from pirec_lightning.data.folder import load_image
 from pirec_lightning.data.split import SPLITS
+from pirec_lightning.data.svg_pairs import load_pair, render_pair, write_atomic
 from pirec_lightning.errors import DataError
 
 __all__ = [
@@ -269,21 +264,14 @@ def avatar_items(
     return items
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-
-
 @cache
 def _versions() -> str:
     packages = ("dicebear-core", "dicebear-styles")
     return "-".join([f"r{RENDER_VERSION}", *(importlib.metadata.version(p) for p in packages)])
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, data)
 
 
 def _cache_folder(root: str | Path | None, size: int) -> Path:
@@ -300,21 +288,10 @@ def render_avatar(
         ``(picture, line_art)`` PNG paths: the picture RGBA on a transparent background, the
         line art 1-bit (white = ink); ``line_art`` is None for :data:`PICTURE_STYLES`.
     """
-    from pirec_lightning.data.avatars_lineart import line_art, render_png
-
     folder = _cache_folder(root, size) / style
-    picture = folder / f"{seed}.png"
     line = folder / f"{seed}.line.png" if style in LINE_ART_STYLES else None
-    if picture.is_file() and (line is None or line.is_file()):
-        return picture, line
-    folder.mkdir(parents=True, exist_ok=True)
-    svg = avatar_svg(style, seed)
-    if line is not None:  # first, so that a picture on disk means a complete pair
-        buffer = io.BytesIO()
-        Image.fromarray(line_art(svg, size)).save(buffer, format="PNG")
-        _write_atomic(line, buffer.getvalue())
-    _write_atomic(picture, render_png(svg, size))
-    return picture, line
+    svg = functools.partial(avatar_svg, style, seed)
+    return render_pair(svg, folder / f"{seed}.png", line, size, write=_write_atomic)
 
 
 class AvatarDataset(Dataset):
@@ -382,21 +359,7 @@ class AvatarDataset(Dataset):
         """Item ``index``: see the class docstring (rendered now if not cached)."""
         style, seed = self.items[index]
         picture, line = render_avatar(style, seed, self.image_size, self.cache_dir)
-        image = load_image(picture, self.image_size)
-        if self.packed:
-            if line is None:
-                return torch.cat([image, torch.full_like(image[:1], -1.0)])
-            with Image.open(line) as file:
-                ink = torch.from_numpy(np.asarray(file.convert("L")) > 127)[None].float()
-            return torch.cat([image, ink])
-        if not self.with_line_art:
-            return image
-        if line is None:
-            ink = torch.zeros(1, self.image_size, self.image_size)
-        else:
-            with Image.open(line) as file:
-                ink = torch.from_numpy(np.asarray(file.convert("L")) > 127)[None].float()
-        return {"image": image, "line_art": ink, "has_line_art": torch.tensor(line is not None)}
+        return load_pair(picture, line, self.image_size, self.packed, self.with_line_art)
 
 
 def check_avatar_settings(avatars: Mapping[str, Any] | None) -> None:

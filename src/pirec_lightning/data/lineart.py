@@ -1,6 +1,7 @@
-"""Line art of a DiceBear avatar, separated from the avatar's own SVG (see :mod:`.avatars`).
+"""Line art of any SVG drawing, separated from the drawing's own SVG structure.
 
-The ink is found from the SVG's structure, then its thickness is measured:
+Serves the DiceBear avatars (:mod:`.avatars`) and the Iconify icon sets (:mod:`.icons`). The ink
+is found from the SVG's structure, then its thickness is measured:
 
 1. **Which elements are ink.** Every painted part of every shape (its fill and its stroke, each
    on its own) gets a unique label colour; parts under 50 % opacity or with a shading
@@ -15,32 +16,44 @@ The ink is found from the SVG's structure, then its thickness is measured:
 2. **Thin or filled.** In the union of the candidates, parts thicker than a line (distance
    transform above :data:`LINE_HALF_WIDTH`, grown back by a morphological opening: black hair,
    pupils, sunglasses, scribbled fills) are replaced by their outline, :data:`OUTLINE_WIDTH`
-   wide; the canvas border is not an outline.
+   wide; the canvas border is not an outline. With the rule ``thick="thin"`` (sets drawn with
+   thick strokes, whose outline would be a double contour) they are kept whole here and thinned
+   to their centre line at the output size instead (Zhang-Suen,
+   :func:`~pirec_lightning.preprocess.drawn.thin_edges`).
 3. **Output size.** The mask is area-averaged to ``size`` (a pixel is ink when at least
    :data:`COVERAGE` of it is) and the thick-to-outline rule runs once more at that size with
    twice the half width, so lines merged by the downsampling never leave a filled blob.
 
-Widths are given at 128 px and scale with the image. Styles whose ink this recovers are listed
-in :data:`pirec_lightning.data.avatars.LINE_ART_STYLES`, chosen by :func:`line_art_figures`.
+Widths are given at 128 px and scale with the image. A set's rules (:class:`LineArtRules`) say
+how faint a part may be before it is left out (faint drop shadows are neither ink nor cover),
+which paint is dark, and what happens to thick ink. Styles and sets whose ink this recovers
+(:data:`pirec_lightning.data.avatars.LINE_ART_STYLES`, the ``line_art`` sets of
+:mod:`.icons`) are chosen by :func:`line_art_figures`.
 """
 
 from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image, ImageColor
+
+from pirec_lightning.preprocess.drawn import thin_edges
 
 __all__ = [
     "COVERAGE",
     "DARK_LUMA",
     "LINE_HALF_WIDTH",
     "OUTLINE_WIDTH",
+    "LineArtRules",
     "line_art",
     "line_art_figures",
     "render_png",
+    "render_rgb",
 ]
 
 #: paint colours darker than this (Rec. 601 luma in [0, 1]) are ink
@@ -53,6 +66,32 @@ OUTLINE_WIDTH = 1.0
 COVERAGE = 0.35
 #: side of the fine label render (at least; a multiple of the output size)
 FINE_SIZE = 256
+#: parts painted with less opacity are left out (neither ink nor cover)
+MIN_OPACITY = 0.5
+THICK_RULES = ("outline", "thin")
+
+
+@dataclass(frozen=True)
+class LineArtRules:
+    """How a set's SVGs give their line art (the defaults serve the DiceBear avatars).
+
+    Args:
+        min_opacity: parts painted with less opacity (their own times their groups') are
+            neither ink nor cover: faint drop shadows (``opacity=".15"``) are left out.
+        dark_luma: paint darker than this (luma in [0, 1]) is ink.
+        thick: ``outline`` replaces ink thicker than a line by its outline (filled dark areas:
+            hair, pupils); ``thin`` thins it to its centre line (sets drawn in thick strokes,
+            whose outline would be a double contour).
+    """
+
+    min_opacity: float = MIN_OPACITY
+    dark_luma: float = DARK_LUMA
+    thick: str = "outline"
+
+    def __post_init__(self) -> None:
+        if self.thick not in THICK_RULES:
+            raise ValueError(f"LineArtRules.thick must be one of {THICK_RULES}, got {self.thick!r}")
+
 
 _SHAPES = {"path", "rect", "circle", "ellipse", "line", "polyline", "polygon"}
 # painted only through a reference, or not at all: left as they are
@@ -98,7 +137,15 @@ def _luma(paint: str) -> float | None:
     return (0.299 * red + 0.587 * green + 0.114 * blue) / 255.0
 
 
-def _labelled(svg: str) -> tuple[str, np.ndarray, np.ndarray]:
+def render_rgb(svg: str, size: int) -> np.ndarray:
+    """``svg`` rendered at ``size`` px on white: ``(size, size, 3)`` uint8 RGB."""
+    rgba = np.asarray(Image.open(io.BytesIO(render_png(svg, size))).convert("RGBA"))
+    alpha = rgba[..., 3:].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return rgb.round().astype(np.uint8)
+
+
+def _labelled(svg: str, rules: LineArtRules) -> tuple[str, np.ndarray, np.ndarray]:
     """The SVG with each visible fill and stroke painted in its own label colour.
 
     Returns:
@@ -123,7 +170,7 @@ def _labelled(svg: str) -> tuple[str, np.ndarray, np.ndarray]:
         for key in ("opacity", "style", "filter", "fill-opacity", "stroke-opacity"):
             element.attrib.pop(key, None)
         if tag not in _SHAPES:
-            if shading or hidden or opacity < 0.5:  # does not hide what is below
+            if shading or hidden or opacity < rules.min_opacity:  # does not hide what is below
                 element.set("display", "none")
                 return
             for child in element:
@@ -132,12 +179,13 @@ def _labelled(svg: str) -> tuple[str, np.ndarray, np.ndarray]:
         for kind in ("fill", "stroke"):
             paint = state.get(kind, "black" if kind == "fill" else "none")
             alpha = opacity * _number(state.get(f"{kind}-opacity", "1"))
-            if paint.strip() in ("none", "transparent") or shading or hidden or alpha < 0.5:
+            faint = alpha < rules.min_opacity
+            if paint.strip() in ("none", "transparent") or shading or hidden or faint:
                 element.set(kind, "none")
                 continue
             luma = _luma(paint)
             element.set(kind, f"#{len(dark):06x}")
-            dark.append(luma is not None and luma < DARK_LUMA and blend == "normal")
+            dark.append(luma is not None and luma < rules.dark_luma and blend == "normal")
             stroke.append(kind == "stroke")
 
     walk(root, {"fill": root.get("fill", "black")}, 1.0, "normal")
@@ -146,9 +194,9 @@ def _labelled(svg: str) -> tuple[str, np.ndarray, np.ndarray]:
     return text, np.array(dark), np.array(stroke)
 
 
-def _labels(svg: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _labels(svg: str, size: int, rules: LineArtRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(labels (size, size) int64, dark, stroke)``: the part visible at each pixel."""
-    text, dark, stroke = _labelled(svg)
+    text, dark, stroke = _labelled(svg, rules)
     rgba = np.asarray(Image.open(io.BytesIO(render_png(text, size))).convert("RGBA"))
     labels = (rgba[..., 0].astype(np.int64) << 16) | (rgba[..., 1].astype(np.int64) << 8)
     labels |= rgba[..., 2]
@@ -175,14 +223,20 @@ def _outline_thick(mask: np.ndarray, half_width: float, outline: float) -> np.nd
     return (mask & ~thick) | (thick & (distance <= outline))
 
 
-def line_art(svg: str, size: int) -> np.ndarray:
-    """The ink of a DiceBear SVG as a ``(size, size)`` bool mask (True = ink).
+def line_art(svg: str, size: int, rules: LineArtRules | None = None) -> np.ndarray:
+    """The ink of an SVG drawing as a ``(size, size)`` bool mask (True = ink).
 
-    Deterministic: the same SVG and size give the same pixels.
+    Args:
+        svg: a standalone SVG document (square viewBox).
+        size: side of the mask in pixels.
+        rules: the set's rules (default :class:`LineArtRules`: the avatars').
+
+    Deterministic: the same SVG, size and rules give the same pixels.
     """
+    rules = rules or LineArtRules()
     fine = size * max(1, -(-FINE_SIZE // size))
     scale = fine / 128.0
-    labels, dark, stroke = _labels(svg, fine)
+    labels, dark, stroke = _labels(svg, fine, rules)
     dark_px, stroke_px = dark[labels], stroke[labels]
     # a coloured stroke is a line only where it is thin: measured on its own visible part
     edges = np.zeros(labels.shape, bool)
@@ -198,10 +252,14 @@ def line_art(svg: str, size: int) -> np.ndarray:
         _disk(LINE_HALF_WIDTH * scale),
     )
     ink = dark_px | (colored & ~wide.astype(bool))
-    ink = _outline_thick(ink, LINE_HALF_WIDTH * scale, OUTLINE_WIDTH * scale)
+    if rules.thick == "outline":
+        ink = _outline_thick(ink, LINE_HALF_WIDTH * scale, OUTLINE_WIDTH * scale)
     if fine != size:
         coverage = cv2.resize(ink.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
         ink = coverage >= COVERAGE
+    if rules.thick == "thin":  # the centre line of every stroke, 1 px wide
+        mask = torch.from_numpy(ink)[None, None].float()
+        return thin_edges(mask)[0, 0].numpy() > 0.5
     out_scale = max(1.0, size / 128.0)
     # lines merged by the downsampling: thick again at the output size
     return _outline_thick(ink, 2.0 * out_scale, OUTLINE_WIDTH * out_scale)
