@@ -40,14 +40,44 @@ def test_mistakes_are_one_line_and_exit_2(
     assert err.startswith("error: ") and message in err and "\n" not in err
 
 
-def test_a_taken_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as taken:
+def taken_port() -> tuple[socket.socket, int]:
+    """A listening socket on a loopback port whose next port is free."""
+    while True:
+        taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
-        taken.listen()
         port = taken.getsockname()[1]
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                taken.close()
+                continue
+        taken.listen()
+        return taken, port
+
+
+def test_a_taken_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27 row 6: only the error and the next free port; no "serving on" line first, no
+    Gradio advice about GRADIO_SERVER_PORT."""
+    taken, port = taken_port()
+    with taken:
         assert main(["app", "--port", str(port)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: cannot serve on 127.0.0.1:{port}") and "\n" not in err
+    shown = capsys.readouterr()
+    assert shown.err == f"error: port {port} is in use; try --port {port + 1}\n"
+    assert "serving on" not in shown.out
+
+
+def test_launch_checks_the_port_before_serving(capsys: pytest.CaptureFixture[str]) -> None:
+    from pirec_lightning.app import build_app, launch
+    from pirec_lightning.app.page import check_port
+    from pirec_lightning.errors import AppError
+
+    taken, port = taken_port()
+    with taken, pytest.raises(AppError) as caught:
+        launch(build_app(None, examples=[]), port=port, block=False)
+    assert str(caught.value) == f"port {port} is in use; try --port {port + 1}"
+    assert capsys.readouterr().out == ""  # no "serving on" line
+    check_port("127.0.0.1", port)  # free again once the other server is gone
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch and Gradio: ~10 s on 2 idle cores

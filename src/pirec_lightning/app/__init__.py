@@ -4,7 +4,7 @@ Gradio itself is imported only when a page is built (:func:`require_gradio`), so
 package costs no Gradio start-up.
 """
 
-from pirec_lightning.app.page import MAX_UPLOAD, build_app, launch, require_gradio
+from pirec_lightning.app.page import MAX_UPLOAD, build_app, check_port, launch, require_gradio
 from pirec_lightning.app.sketch import (
     SketchHandlers,
     default_example_roots,
@@ -16,6 +16,7 @@ __all__ = [
     "MAX_UPLOAD",
     "SketchHandlers",
     "build_app",
+    "check_port",
     "default_example_roots",
     "find_examples",
     "flatten_canvas",

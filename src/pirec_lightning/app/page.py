@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from pirec_lightning.inference.pairs import Pair
 if TYPE_CHECKING:
     import gradio as gr
 
-__all__ = ["MAX_UPLOAD", "build_app", "launch", "require_gradio"]
+__all__ = ["MAX_UPLOAD", "build_app", "check_port", "launch", "require_gradio"]
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +294,36 @@ def build_app(
     return app
 
 
+def _port_free(host: str, port: int) -> bool:
+    """Whether a server can listen on ``host:port`` now (as uvicorn binds: address reuse on,
+    so a port left in TIME_WAIT by a stopped server counts as free)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return True  # not an address of this machine: the server says so itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return False
+    return True
+
+
+def check_port(host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Fail in one line, before any server starts, when ``port`` is taken on ``host``.
+
+    Raises:
+        AppError: ``port 7860 is in use; try --port 7861`` (the next free port).
+    """
+    if _port_free(host, port):
+        return
+    free = next((p for p in range(port + 1, min(port + 101, 65536)) if _port_free(host, p)), 0)
+    fix = f"try --port {free}" if free else "pass a free --port"
+    raise AppError(f"port {port} is in use; {fix}")
+
+
 def launch(
     app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True
 ) -> tuple[Any, str, str]:
@@ -300,7 +331,11 @@ def launch(
 
     ``block=False`` returns at once (the server runs in a thread; ``app.close()`` stops it).
     Returns Gradio's ``(FastAPI app, local URL, share URL)``.
+
+    Raises:
+        AppError: the port is taken (:func:`check_port`): one line, nothing served.
     """
+    check_port(host, port)  # before the "serving on" line and Gradio's own advice
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: the app is reachable from other machines", host)
     # Gradio's banner ends "To create a public link, set `share=True`": the app never shares
