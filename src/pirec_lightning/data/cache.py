@@ -48,13 +48,34 @@ def decode_all(dataset: Dataset, num_workers: int = 0, batch_size: int = 64) -> 
         shuffle=False,
         generator=torch.Generator(),
     )
+    return torch.cat([to_uint8(images) for images in loader])
+
+
+#: a packed item's line-art channel (1 = ink, 0 = paper) is all -1 without line art: stored as
+#: this value, which no 0/1 line art gives
+NO_LINE_ART = 127
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """(N, C, S, S) float in [0, 1] -> uint8; with 4 channels (packed: picture + line art),
+    the fourth channel's -1 (no line art) becomes :data:`NO_LINE_ART`."""
     # float32 k / 255 times 255 rounds back to k exactly, so nothing is lost
-    return torch.cat([images.mul(255).round_().to(torch.uint8) for images in loader])
+    stored = images.mul(255).round_()
+    if images.shape[-3] == 4:
+        stored[..., 3, :, :] = torch.where(
+            images[..., 3, :, :] < 0, NO_LINE_ART, stored[..., 3, :, :]
+        )
+    return stored.to(torch.uint8)
 
 
 def to_float(images: Tensor) -> Tensor:
-    """``uint8`` images -> float32 in [0, 1], bit-identical to :func:`load_image`'s division."""
-    return images.to(torch.float32) / 255.0
+    """``uint8`` images -> float32 in [0, 1], bit-identical to :func:`load_image`'s division
+    (a packed line-art channel of :data:`NO_LINE_ART` back to -1)."""
+    values = images.to(torch.float32) / 255.0
+    if images.shape[-3] == 4:
+        line = images[..., 3, :, :]
+        values[..., 3, :, :] = torch.where(line == NO_LINE_ART, -1.0, values[..., 3, :, :])
+    return values
 
 
 class CachedImages(Dataset):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
 
 from pirec_lightning.data.augment import build_augmentation
 from pirec_lightning.data.avatars import AvatarDataset
@@ -29,6 +29,8 @@ from pirec_lightning.data.cache import (
 )
 from pirec_lightning.data.emoji import emoji_files, emoji_sources
 from pirec_lightning.data.folder import FolderImageDataset, SharedCounter, find_images
+from pirec_lightning.data.icons import IconDataset
+from pirec_lightning.data.mix import MixDataset
 from pirec_lightning.data.npz import NpzImageDataset
 from pirec_lightning.data.placement import (
     AheadLoader,
@@ -70,6 +72,19 @@ class IndexedDataset(Dataset):
         return {"index": index} if image is None else {"image": image, "index": index}
 
 
+class _Pictures(Dataset):
+    """The pictures of a packed dataset (its first three channels)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index][:3]
+
+
 class PIRECDataModule(pl.LightningDataModule):
     """Images from a folder (or the embedded emoji) turned into PI-REC inputs on the device.
 
@@ -103,6 +118,11 @@ class PIRECDataModule(pl.LightningDataModule):
             ``{count, styles, heldout_styles, cache_dir}`` (see :mod:`pirec_lightning.data.avatars`);
             each picture comes with its line art as a fourth channel, which the preprocessing
             uses as the edge map for a fraction ``confusion.line_art`` of the training items.
+        icons: ``data=icons``: the Iconify sets, ``{sets, heldout_sets, cache_dir, tarballs}``
+            (see :mod:`pirec_lightning.data.icons`), with line art as for the avatars.
+        mix: ``data=mix``: ``{weights: {avatars, icons, emoji}}``, the three sources as one
+            dataset (see :mod:`pirec_lightning.data.mix`), the avatars and icons configured by
+            ``avatars`` and ``icons``; the training draws follow the weights.
 
     A batch after transfer is a dict with ``image`` (B, 3, H, W) in [0, 1], ``index`` (B,), and
     the requested ``edge`` (B, 1, H, W) in {0, 1}, ``mask`` (B, 1, H, W) in {0, 1} (1 = hole) and
@@ -128,11 +148,15 @@ class PIRECDataModule(pl.LightningDataModule):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         avatars: dict[str, Any] | None = None,
         preprocess_on: str = "device",
+        icons: dict[str, Any] | None = None,
+        mix: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.root = Path(root).expanduser() if root is not None else None
         self.avatars = dict(avatars) if avatars is not None else None
+        self.icons = dict(icons) if icons is not None else None
+        self.mix = dict(mix) if mix is not None else None
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -155,6 +179,7 @@ class PIRECDataModule(pl.LightningDataModule):
         self.maker = InputMaker(self.preprocessor, self.augmentation)
         self._cached: dict[str, DeviceImages] = {}
         self._files: dict[str, list[Path]] | None = None
+        self._drawn: dict[tuple[str, int], Dataset] = {}
         self.summary: dict[str, int] = {}
         self._summary_logged = False
         self.decode_failures = SharedCounter()  # files that go bad after the scan, all workers
@@ -166,9 +191,12 @@ class PIRECDataModule(pl.LightningDataModule):
     def files(self) -> dict[str, list[Path]]:
         """The deterministic ``train``/``val``/``test`` file lists (computed once)."""
         if self._files is None:
-            if self.avatars is not None:  # (style, seed) pairs stand in for file names
-                pairs = {split: self.avatar_dataset(split).items for split in SPLITS}
-                files = {split: [Path(s, str(n)) for s, n in pairs[split]] for split in SPLITS}
+            if self.drawn:  # (style, seed), (set, icon), (source, group, i) stand in for files
+                pairs = {split: self.drawn_dataset(split).items for split in SPLITS}
+                files = {
+                    split: [Path(*(str(k) for k in key)) for key in pairs[split]]
+                    for split in SPLITS
+                }
                 everything = [f for split in SPLITS for f in files[split]]
                 report = ScanReport(Path(self.source_name), usable=everything, small=0)
             elif self.root is None:
@@ -190,11 +218,65 @@ class PIRECDataModule(pl.LightningDataModule):
         return self._files
 
     @property
+    def drawn(self) -> bool:
+        """Whether the data are SVG drawings rendered here (avatars, icons, the mix)."""
+        return self.mix is not None or self.icons is not None or self.avatars is not None
+
+    @property
     def source_name(self) -> str:
         """Where the images come from, for messages and logs."""
+        if self.mix is not None:
+            return "the mix (avatars, icons, emoji)"
+        if self.icons is not None:
+            return "the Iconify sets"
         if self.avatars is not None:
             return "the DiceBear avatars"
         return str(self.root or "the embedded emoji")
+
+    def drawn_dataset(self, split: str, image_size: int | None = None) -> Dataset:
+        """Split ``split`` of ``data=mix``, ``data=icons`` or ``data=avatars``, packed."""
+        size = image_size or self.image_size
+        if (split, size) not in self._drawn:  # the sets are read once
+            self._drawn[(split, size)] = self._make_drawn(split, size)
+        return self._drawn[(split, size)]
+
+    def _make_drawn(self, split: str, size: int) -> Dataset:
+        fractions, seed = self.hparams.split, self.hparams.split_seed
+        if self.mix is not None:
+            return MixDataset(
+                split, size, self.mix.get("weights"), self.avatars, self.icons, fractions, seed
+            )
+        if self.icons is not None:
+            spec = self.icons
+            return IconDataset(
+                split,
+                size,
+                sets=spec.get("sets"),
+                heldout_sets=spec.get("heldout_sets") or (),
+                fractions=fractions,
+                split_seed=seed,
+                cache_dir=spec.get("cache_dir"),
+                tarballs=spec.get("tarballs"),
+                packed=True,
+            )
+        return self.avatar_dataset(split, size)
+
+    def groups(self, split: str) -> list[str]:
+        """Where each item of ``split`` comes from (``avatars/<style>``, ``icons/<set>``,
+        ``emoji``; the file's folder for a folder of images), in loader order."""
+        files = self.files()[split]
+        if not self.drawn:
+            return [f.parent.name or "images" for f in files]
+        if self.mix is not None:
+            return [
+                f"{f.parts[0]}/{f.parts[1]}" if f.parts[0] != "emoji" else "emoji" for f in files
+            ]
+        return [f"{'icons' if self.icons is not None else 'avatars'}/{f.parts[0]}" for f in files]
+
+    def heldout_groups(self) -> set[str]:
+        """The groups (as :meth:`groups` names them) never in training: held-out sets."""
+        train = set(self.groups("train"))
+        return {g for split in ("val", "test") for g in self.groups(split)} - train
 
     def avatar_dataset(self, split: str, image_size: int | None = None, packed: bool = True):
         """Split ``split`` of ``data=avatars`` (see :class:`~.avatars.AvatarDataset`)."""
@@ -213,8 +295,8 @@ class PIRECDataModule(pl.LightningDataModule):
 
     def dataset(self, split: str) -> IndexedDataset:
         files = self.files()[split]
-        if self.avatars is not None:
-            images: Dataset = Subset(self.avatar_dataset(split), range(len(files)))
+        if self.drawn:
+            images: Dataset = Subset(self.drawn_dataset(split), range(len(files)))
             return self._indexed(split, images)
         if self.root is None:  # the embedded emoji: above 72 px rendered from their SVGs
             files = emoji_sources(files, self.image_size)
@@ -269,6 +351,14 @@ class PIRECDataModule(pl.LightningDataModule):
             drop_last=shuffle,
             persistent_workers=workers > 0,
         )
+        if shuffle and self.mix is not None:  # each source's share of the draws: its weight
+            dataset = self.drawn_dataset(split)
+            assert isinstance(dataset, MixDataset)
+            generator = torch.Generator().manual_seed(self.seed)
+            count = len(self.files()[split])
+            weights = dataset.sample_weights(count)
+            options["sampler"] = WeightedRandomSampler(weights, count, generator=generator)
+            options["shuffle"] = False
         if placement == "workers":
             rank = self.trainer.global_rank if self.trainer is not None else 0
             step = self.trainer.global_step if self.trainer is not None else 0
@@ -303,8 +393,8 @@ class PIRECDataModule(pl.LightningDataModule):
         if root is not None and Path(str(root)).suffix.lower() == ".npz":
             images = NpzImageDataset(root, size)
             return IndexedDataset(Subset(images, range(min(limit or len(images), len(images)))))
-        if root is None and self.avatars is not None:  # pictures only: validated with Canny
-            images = self.avatar_dataset("val", size, packed=False)
+        if root is None and self.drawn:  # pictures only: validated with Canny
+            images = _Pictures(self.drawn_dataset("val", size))
             return IndexedDataset(Subset(images, range(min(limit or len(images), len(images)))))
         files = self.files()["val"] if root is None else find_images(Path(str(root)).expanduser())
         return IndexedDataset(FolderImageDataset(files[:limit], size, self.hparams.max_pixels))

@@ -26,6 +26,8 @@ from typing import Any
 from pirec_lightning.data.augment import build_augmentation
 from pirec_lightning.data.avatars import check_avatar_settings
 from pirec_lightning.data.cache import check_cache_mode
+from pirec_lightning.data.icons import check_icon_settings
+from pirec_lightning.data.mix import check_mix_settings
 from pirec_lightning.data.placement import check_placement
 from pirec_lightning.preprocess.confusion import ConfusionConfig, check_backend
 
@@ -97,6 +99,10 @@ def check_data_settings(data: Mapping[str, Any]) -> None:
     check_extra_val(data.get("extra_val"))
     if data.get("avatars") is not None:
         check_avatar_settings(data["avatars"])
+    if data.get("icons") is not None:
+        check_icon_settings(data["icons"])
+    if data.get("mix") is not None:
+        check_mix_settings(data["mix"])
     confusion = dict(data.get("confusion") or {})
     confusion.pop("enabled", None)
     confusion.pop("seed", None)
