@@ -201,3 +201,92 @@ def test_the_page_and_list_models_say_what_the_bundled_model_is_for() -> None:
     assert summary not in SketchHandlers(model, "my.ckpt").status()  # not a bundled model
     page = build_app(model, examples=[], source=f"{pretrained.PREFIX}{pretrained.DEFAULT_MODEL}")
     assert summary in str(page.config["components"])
+
+
+def _component(page: gr.Blocks, elem_id: str) -> dict:
+    (props,) = [
+        c["props"] for c in page.config["components"] if c["props"].get("elem_id") == elem_id
+    ]
+    return props
+
+
+def _hue_family(hex_color: str) -> str:
+    import colorsys
+
+    r, g, b = (int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    h, s, v = colorsys.rgb_to_hsv(r, g, b)
+    if s < 0.12:
+        return "black" if v < 0.15 else "white" if v > 0.95 else "grey"
+    if 0.02 <= h <= 0.12 and v < 0.7:
+        return "brown"
+    if 0.02 <= h <= 0.12 and s < 0.6:
+        return "skin"
+    if 0.5 <= h <= 0.6 and s < 0.6:
+        return "sky"
+    if 0.22 <= h <= 0.4 and v < 0.8:
+        return "grass"
+    return "bright"
+
+
+def test_the_color_swatches_are_what_a_person_paints_with(reconstructor) -> None:
+    """Issue 27 row 14: skins, browns, black, greys, sky and grass, and the bright ones."""
+    from pirec_lightning.app.sketch import SWATCHES
+
+    families = [_hue_family(c) for c in SWATCHES]
+    for family in ("skin", "brown", "black", "grey", "white", "sky", "grass", "bright"):
+        assert family in families, f"no {family} swatch in {SWATCHES}"
+    assert families.count("skin") >= 3 and families.count("bright") >= 4
+    brush = _component(build_app(reconstructor, examples=[]), "color-canvas")["brush"]
+    assert brush["colors"] == list(SWATCHES)
+
+
+def test_the_example_table_says_whose_examples_they_are(reconstructor, examples_dir) -> None:
+    """The bundled pairs are the bundled model's, not PI-REC's; pairs of --examples come first."""
+    from pirec_lightning.app.sketch import bundled_examples, find_examples
+
+    if not bundled_examples():
+        pytest.skip("this install has no bundled examples")
+    label = _component(build_app(reconstructor, examples=[]), "example-pairs")["label"]
+    assert "PI-REC" not in label and "bundled model" in label
+    given = find_examples([examples_dir])
+    label = _component(build_app(reconstructor, examples=given), "example-pairs")["label"]
+    assert "--examples" in label and "bundled model" in label
+
+
+def test_the_bundled_examples_are_colourful() -> None:
+    """No grey or all-white colour domain: each has hue, several colours, and is not blank."""
+    from pirec_lightning.app.sketch import bundled_examples
+
+    examples = bundled_examples()
+    if not examples:
+        pytest.skip("this install has no bundled examples")
+    assert len(examples) >= 4
+    for name, edge_file, color_file in examples:
+        color = np.asarray(Image.open(color_file).convert("RGB"), float) / 255
+        chroma = color.max(-1) - color.min(-1)
+        assert (chroma > 0.15).mean() > 0.2, f"{name}: a grey colour domain"
+        assert len(np.unique(color.reshape(-1, 3), axis=0)) >= 3, f"{name}: too few colours"
+        assert (color.min(-1) < 0.9).mean() > 0.2, f"{name}: nearly all white"
+        edge = np.asarray(Image.open(edge_file).convert("L"))
+        assert 0.01 < (edge > 127).mean() < 0.3, f"{name}: no line art"
+
+
+def test_the_lines_hint_matches_the_model(reconstructor, monkeypatch) -> None:
+    """A line-art model (sketch-128) reads strokes as drawn; thinning is offered for a model
+    trained on Canny edges alone, and the hint says which this one is."""
+    from dataclasses import replace
+
+    from pirec_lightning.app.sketch import LINE_CHOICES
+
+    assert dict(LINE_CHOICES) and set(dict(LINE_CHOICES).values()) == {"drawn", "canny"}
+    canny_model = SketchHandlers(reconstructor)  # the tiny run: Canny edges only
+    assert canny_model.edge_style == "drawn" and "Canny" in canny_model.lines_hint()
+    restyled = replace(reconstructor.confusion, line_art=0.5)
+    monkeypatch.setattr(reconstructor, "confusion", restyled)
+    line_art = SketchHandlers(reconstructor)
+    hint = line_art.lines_hint()
+    assert line_art.edge_style == "canny" and "line art" in hint
+    assert "for a model trained on Canny edges" not in hint.split(";")[0]
+    radio = _component(build_app(reconstructor, examples=[]), "edge-style")
+    assert radio["info"] == hint and radio["value"] == "canny"
+    assert [label for label, _ in radio["choices"]] == [label for label, _ in LINE_CHOICES]

@@ -22,9 +22,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pirec_lightning.app.sketch import (
+    LINE_CHOICES,
+    SWATCHES,
     SketchHandlers,
     bundled_examples,
     default_example_roots,
+    examples_label,
     find_examples,
 )
 from pirec_lightning.data.emoji import emoji_dir
@@ -107,10 +110,11 @@ def build_app(
 
     Args:
         reconstructor: the model, or None (the page opens and says what to pass).
-        examples: PI-REC example pairs offered as one-click examples, before the bundled
-            line-art pairs (:func:`~pirec_lightning.app.sketch.bundled_examples`); None: those
-            found in
-            :func:`~pirec_lightning.sketch.default_example_roots`.
+        examples: example pairs (PI-REC's, from ``--examples``) offered as one-click
+            examples, before the bundled model's line-art pairs
+            (:func:`~pirec_lightning.app.sketch.bundled_examples`); None: those found in
+            :func:`~pirec_lightning.app.sketch.default_example_roots`. The table's title says
+            whose they are (:func:`~pirec_lightning.app.sketch.examples_label`).
         source: where the model came from, shown in the page.
         summary: what the model is for and not for, shown under its name (None: the card's
             :func:`~pirec_lightning.pretrained.model_summary` when ``source`` is
@@ -120,6 +124,7 @@ def build_app(
     handlers = SketchHandlers(reconstructor, source, summary)
     if examples is None:
         examples = find_examples(default_example_roots())
+    given = len(examples)
     examples = [*examples, *(pair for pair in bundled_examples() if pair not in examples)]
     size = handlers.size
     sliders = handlers.slider_settings()
@@ -163,7 +168,12 @@ def build_app(
             color = gr.ImageEditor(
                 value=handlers.blank_color(),
                 label="Color domain",
-                brush=gr.Brush(default_size=max(2, size // 8), color_mode="defaults"),
+                brush=gr.Brush(
+                    default_size=max(2, size // 8),
+                    colors=list(SWATCHES),
+                    default_color=SWATCHES[0],
+                    color_mode="defaults",
+                ),
                 eraser=gr.Eraser(default_size=max(2, size // 8)),
                 elem_id="color-canvas",
                 **canvas,
@@ -172,12 +182,10 @@ def build_app(
             refined = gr.Image(label="Refined", elem_id="refined", **result)
         with gr.Row():
             lines = gr.Radio(
-                ["drawn", "canny"],
+                list(LINE_CHOICES),
                 value=handlers.edge_style,
                 label="Lines",
-                info="drawn: brush strokes thinned to 1-pixel lines before the model (for a model "
-                "trained on Canny edges); canny: lines used as they are (a model trained with "
-                "drawn lines; set when edges are extracted from a photo)",
+                info=handlers.lines_hint(),
                 elem_id="edge-style",
             )
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -224,7 +232,7 @@ def build_app(
                 components=[edge, color],
                 samples=files,
                 type="index",
-                label="PI-REC's example pairs (edge, color domain)",
+                label=examples_label(given, len(examples) - given),
                 samples_per_page=4,
                 elem_id="example-pairs",
             )

@@ -36,6 +36,8 @@ from pirec_lightning.pretrained import EXAMPLES_DIR, PREFIX, model_summary
 __all__ = [
     "COLOR_BACKGROUND",
     "EDGE_BACKGROUND",
+    "LINE_CHOICES",
+    "SWATCHES",
     "AppError",
     "Pending",
     "SketchHandlers",
@@ -43,6 +45,7 @@ __all__ = [
     "bundled_examples",
     "canvas_value",
     "default_example_roots",
+    "examples_label",
     "find_examples",
     "flatten_canvas",
     "to_canvas_image",
@@ -54,6 +57,34 @@ EDGE_BACKGROUND = (0, 0, 0)
 COLOR_BACKGROUND = (255, 255, 255)
 #: canvas size without a model (PI-REC's 128 px)
 DEFAULT_SIZE = 128
+#: the color domain brush's swatches: what a person paints a picture with (skins, hair and
+#: wood browns, black, greys, white, sky, grass and water), then the bright ones
+SWATCHES = (
+    "#fde3cf",  # light skin
+    "#f1c6a0",
+    "#d9a066",
+    "#a86b3c",
+    "#6b4226",  # dark skin
+    "#8b5a2b",  # brown
+    "#4a2c17",  # dark brown
+    "#000000",
+    "#404040",
+    "#808080",
+    "#c8c8c8",
+    "#ffffff",
+    "#8ecae6",  # sky
+    "#2f6fb0",  # deep blue
+    "#5a9e3a",  # grass
+    "#2e5e2a",  # dark green
+    "#e53935",  # red
+    "#fb8c00",  # orange
+    "#fdd835",  # yellow
+    "#ec407a",  # pink
+    "#8e24aa",  # purple
+)
+#: the Lines choice: (label, ``edge_style``) where ``canny`` means "the lines as they are" and
+#: ``drawn`` "thinned to 1-pixel lines" (:func:`~pirec_lightning.preprocess.drawn.prepare_edges`)
+LINE_CHOICES = (("strokes as drawn", "canny"), ("thinned to 1-pixel lines", "drawn"))
 #: per canvas (``"edge"``, ``"color"``): the value the page last sent it (``value``) and a digest
 #: of the pixels its editor handed over first after that (``held``); see :meth:`SketchHandlers.sent`
 Pending = dict[str, dict[str, Any]]
@@ -150,11 +181,23 @@ def find_examples(roots: Iterable[str | Path]) -> list[Pair]:
 
 
 def bundled_examples() -> list[Pair]:
-    """The line-art pairs that ship with the bundled model (``pretrained/examples``: avatars of
-    a style no model here trains on, their artists' line art and colour domain); empty when
-    the install has none."""
+    """The line-art pairs that ship with the bundled model (``pretrained/examples``, written by
+    ``scripts/make_examples.py``: colourful avatars of the test split, seeds no model here
+    trains on, their artists' line art and colour domain); empty when the install has none."""
     folder = EXAMPLES_DIR
     return find_pairs(folder) if folder.is_dir() and any(folder.iterdir()) else []
+
+
+def examples_label(given: int, bundled: int) -> str:
+    """The title of the example table: ``given`` pairs of ``--examples`` (or
+    ``$PIREC_EXAMPLES_DIR``; PI-REC's own when that folder holds them) come first, then the
+    ``bundled`` pairs of the bundled model (:func:`bundled_examples`)."""
+    ours = "the bundled model's examples: test-split avatars it never trained on, their line art"
+    if given and bundled:
+        return f"Examples (edge, color domain): the pairs of --examples, then {ours}"
+    if given:
+        return "Example pairs of --examples (edge, color domain)"
+    return f"{ours[0].upper()}{ours[1:]} (edge, color domain)"
 
 
 def default_example_roots(examples_dir: str | Path | None = None) -> list[Path]:
@@ -219,6 +262,22 @@ class SketchHandlers:
         confusion = getattr(self.reconstructor, "confusion", None)
         lines = getattr(confusion, "drawn_edges", 0.0) + getattr(confusion, "line_art", 0.0)
         return "canny" if lines > 0 else "drawn"
+
+    def lines_hint(self) -> str:
+        """What the Lines choice does, for this model: a line-art model reads strokes as drawn
+        (thinning them makes its lines faint); a model trained on Canny edges alone gets them
+        thinned to 1-pixel lines, as Canny's."""
+        if self.edge_style == "canny":
+            return (
+                "strokes as drawn: what this model reads (it was trained on line art, lines 1 to "
+                "3 pixels wide); thinned: strokes cut to 1-pixel centre lines, for a model "
+                "trained on Canny edges alone (this one draws them faint)"
+            )
+        return (
+            "thinned: strokes cut to 1-pixel centre lines, as the Canny edges this model was "
+            "trained on; strokes as drawn: the lines as they are (set when edges are "
+            "extracted from a photo)"
+        )
 
     def slider_settings(self) -> dict[str, dict[str, float]]:
         """``sigma`` and ``k`` slider ranges and defaults: the model's evaluation values at the
