@@ -95,6 +95,8 @@ def evaluation_sets(model: Reconstructor, args: argparse.Namespace) -> dict[str,
         sets["avatars test split"] = (test, args.edges)
     emoji_size = args.emoji_size or size
     emoji, _ = checkpoint_test_split({**data, "image_size": emoji_size}, ["data=emoji"])
+    if args.emoji_count:
+        emoji = Subset(emoji, spread_indices(len(emoji), args.emoji_count))
     others = [e for e in args.edges if e != "line_art"]  # only the avatars have line art
     sets["emoji test split"] = (emoji, others)
     if args.noto:
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--emoji-size", type=int, help="size of the emoji and Noto sets (default: the model's)"
+    )
+    parser.add_argument(
+        "--emoji-count", type=int, help="that many emoji test items, spread over the split"
     )
     parser.add_argument(
         "--load", action="append", default=[], help="rows written by an earlier --json run"
