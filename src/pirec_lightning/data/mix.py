@@ -175,9 +175,9 @@ class MixDataset(Dataset):
             raise DataError(f"mix split {split!r} is empty: give a source a positive weight")
 
     @property
-    def items(self) -> list[tuple[str, str, int]]:
-        """``(source, group, index in the source)`` of every item, in order."""
-        return [(source, group, index) for source, index, group in self.entries]
+    def items(self) -> list[tuple[str, int]]:
+        """``(group, index in the source)`` of every item, in order."""
+        return [(group, index) for _, index, group in self.entries]
 
     def __len__(self) -> int:
         return len(self.entries)
