@@ -145,5 +145,5 @@ def test_build_vgg_off() -> None:
 
 
 def test_build_vgg_unknown_mode() -> None:
-    with pytest.raises(ValueError, match="auto, imagenet, off"):
+    with pytest.raises(ValueError, match="auto, vgg16, vgg19, imagenet, off"):
         build_vgg("pretrained")

@@ -33,12 +33,12 @@ def test_vgg_terms_are_trained_and_never_checkpointed(fake_vgg, tmp_path):
     assert metrics["train/g_perceptual"] > 0 and metrics["train/g_style"] > 0
     total = sum(metrics[f"train/g_{k}"] for k in ("l1", "adversarial", "perceptual", "style"))
     assert torch.isclose(metrics["train/g_loss"], total)
-    assert module.hparams.vgg_status == "imagenet"
+    assert module.hparams.vgg_status == "vgg19"  # loss.vgg=imagenet is VGG19
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     assert not any("vgg" in k for k in state)
-    assert ImitationPhase.load_from_checkpoint(path).hparams.vgg_status == "imagenet"
+    assert ImitationPhase.load_from_checkpoint(path).hparams.vgg_status == "vgg19"
 
 
 def test_auto_without_weights_trains_without_vgg_and_says_so(tmp_path, monkeypatch):

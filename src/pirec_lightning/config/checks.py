@@ -164,7 +164,7 @@ def validate_config(cfg: DictConfig) -> None:
 
 def check_sources(cfg: DictConfig, init_from: Mapping[str, Any] | None) -> None:
     """What a single phase needs from outside before any work starts: refinement's generating
-    checkpoint, and the VGG19 weights when ``loss.vgg=imagenet``.
+    checkpoint, and the VGG19 weights when ``loss.vgg=vgg19`` (or ``imagenet``).
 
     Args:
         cfg: a single phase's config.
@@ -187,7 +187,7 @@ def check_sources(cfg: DictConfig, init_from: Mapping[str, Any] | None) -> None:
                 f"the {source or 'unknown'} phase; pass a generating run's last.ckpt"
             )
     wants = cfg.loss.get("perceptual", 0) > 0 or cfg.loss.get("style", 0) > 0
-    if cfg.loss.get("vgg") == "imagenet" and wants:
+    if cfg.loss.get("vgg") in ("imagenet", "vgg19") and wants:
         try:
             resolve_vgg19_weights(cfg.loss.get("vgg_weights"))
         except VGGWeightsUnavailable as error:

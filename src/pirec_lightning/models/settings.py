@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pirec_lightning.models.backbones import FETCH_HINT, backbone_path
 from pirec_lightning.models.losses.adversarial import check_gan_type
 from pirec_lightning.models.losses.perceptual import check_vgg_settings
 from pirec_lightning.models.networks.compile import check_compile_mode
@@ -58,14 +59,13 @@ def check_model_settings(model: Mapping[str, Any]) -> None:
 
 def check_loss_settings(loss: Mapping[str, Any]) -> None:
     """``loss.*``: the VGG mode and input, the GAN type, non-negative weights, a weights file
-    that exists when one is given.
+    that exists when one is given, and the converted VGG16 when ``loss.vgg=vgg16`` needs it.
 
     Raises:
         ValueError: one line naming the key, the bad value and what to use instead.
     """
-    check_vgg_settings(
-        "off" if loss.get("vgg") is False else loss.get("vgg"), loss.get("vgg_input", "raw")
-    )
+    mode = "off" if loss.get("vgg") is False else loss.get("vgg")
+    check_vgg_settings(mode, loss.get("vgg_input", "auto"))
     check_gan_type(loss.get("gan_type"))
     for key in ("l1", "adversarial", "perceptual", "style"):
         value = loss.get(key)
@@ -76,4 +76,10 @@ def check_loss_settings(loss: Mapping[str, Any]) -> None:
         raise ValueError(
             f"loss.vgg_weights file does not exist: {weights}; give the path of "
             "vgg19-dcbb9e9d.pth or set loss.vgg=off"
+        )
+    wants = any(_is_number(loss.get(k)) and loss[k] > 0 for k in ("perceptual", "style"))
+    if mode == "vgg16" and wants and backbone_path("vgg16") is None:
+        raise ValueError(
+            "loss.vgg=vgg16 needs ImageNet VGG16 weights, which are not on this machine: "
+            f"{FETCH_HINT}; or set loss.vgg=off"
         )

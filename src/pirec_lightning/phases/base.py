@@ -26,6 +26,7 @@ from pirec_lightning.models.losses import (
     VGG19Features,
     build_vgg,
     l1_loss,
+    vgg_name,
 )
 from pirec_lightning.models.networks.compile import compile_networks
 from pirec_lightning.phases.numerics import NonFiniteGuard, fused_options
@@ -40,7 +41,7 @@ DEFAULT_LOSS = {
     "gan_type": "lsgan",
     "vgg": "auto",
     "vgg_weights": None,
-    "vgg_input": "raw",
+    "vgg_input": "auto",
 }
 
 
@@ -51,8 +52,8 @@ class PhaseModule(pl.LightningModule):
         model: the ``model`` config: ``generator`` and ``discriminator`` (``_target_`` + kwargs),
             ``optimizer`` (a ``_partial_`` optimizer) and ``d2g_lr`` (discriminator lr factor).
         loss: loss weights ``l1``, ``adversarial``, ``perceptual``, ``style``, ``gan_type``,
-            the VGG switch ``vgg`` (auto | imagenet | off) with optional ``vgg_weights``, and
-            ``vgg_input`` (raw | imagenet: what the VGG is fed).
+            the VGG switch ``vgg`` (auto | vgg16 | vgg19 | imagenet | off) with optional
+            ``vgg_weights``, and ``vgg_input`` (auto | raw | imagenet: what the VGG is fed).
         num_samples: images in the validation sample grid.
         vgg_status: filled in by the module (what became of the VGG terms); logged with the
             hyperparameters.
@@ -128,7 +129,7 @@ class PhaseModule(pl.LightningModule):
             if not wants_vgg:
                 reason = "perceptual and style weights are 0"
             self._vgg = [vgg]
-            self.hparams["vgg_status"] = "imagenet" if vgg is not None else f"off: {reason}"
+            self.hparams["vgg_status"] = vgg_name(vgg) if vgg is not None else f"off: {reason}"
             if vgg is not None:
                 # a plain dict: these hold the VGG and must stay out of the module tree
                 self._vgg_losses = {"perceptual": PerceptualLoss(vgg), "style": StyleLoss(vgg)}
