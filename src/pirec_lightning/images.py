@@ -27,6 +27,7 @@ __all__ = [
     "ImageTooLarge",
     "decode_image",
     "open_image",
+    "reduce_image",
     "to_rgb_on_white",
     "to_srgb",
 ]
@@ -171,8 +172,15 @@ def to_rgb_on_white(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """:func:`decode_image` at full size for a file a user names, with one-line errors.
+def open_image(
+    path: str | os.PathLike,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+) -> Image.Image:
+    """:func:`decode_image` for a file a user names, with one-line errors: at full size, or with
+    ``max_side`` reduced so its longer side is at most ``max_side`` pixels (a large JPEG decodes
+    in draft mode, at a fraction of its size; other formats are box-reduced by an integer factor
+    right after decoding, then resized with Lanczos), keeping its aspect ratio.
 
     Raises:
         FileNotFoundError: no such file (or a folder).
@@ -183,6 +191,24 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         what = "is a folder, not an image file" if path.is_dir() else "does not exist"
         raise FileNotFoundError(f"image file {what}: {path}")
     try:  # upright, sRGB, refused over the pixel limit; a bad file is one line, not a traceback
-        return decode_image(path, None, max_pixels)
+        image = decode_image(path, max_side, max_pixels)
+        return image if max_side is None else reduce_image(image, max_side)
     except DECODE_ERRORS as error:
         raise ValueError(f"cannot decode image {path}: {type(error).__name__}: {error}") from None
+
+
+def reduce_image(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` with its longer side at most ``max_side`` (aspect ratio kept): a box reduction
+    by the largest integer factor that stays at or above ``max_side`` (fast, and antialiased),
+    then Lanczos to the exact size. Images already small enough are returned as they are; modes
+    other than RGB and L become RGB on white first."""
+    if max(image.size) <= max_side:
+        return image
+    if image.mode not in ("RGB", "L"):  # transparency composited before averaging pixels
+        image = to_rgb_on_white(image)
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    factor = max(image.size) // max_side
+    if factor >= 2:
+        image = image.reduce(factor)
+    return image.resize(size, Image.Resampling.LANCZOS) if image.size != size else image

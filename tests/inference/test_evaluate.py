@@ -16,6 +16,7 @@ from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.evaluate import (
     checkpoint_test_split,
     evaluate,
+    grid_header,
     spread_indices,
 )
 from pirec_lightning.models.metrics import optional_metrics
@@ -43,7 +44,15 @@ def test_report_on_the_checkpoints_test_split(tiny_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| color domain |" in printed and "LPIPS skipped" in printed
     grid = np.asarray(Image.open(out / "grid.png"))
-    assert grid.shape == (2 + 6 * 34, 2 + 5 * 34, 3)  # 6 rows; edge, color, first, refined, truth
+    header = grid_header(report["grid_columns"], 32, 2 + 5 * 34).shape[1]  # the column names
+    assert grid.shape == (header + 2 + 6 * 34, 2 + 5 * 34, 3)  # 6 rows of 5 columns
+    assert report["grid_columns"] == [
+        "edge",
+        "color domain",
+        "first stage",
+        "refined",
+        "ground truth",
+    ]
 
     # the numbers are those of the stages on the same inputs (skimage PSNR over all pixels)
     rec = Reconstructor.from_checkpoint(ckpt, "cpu")

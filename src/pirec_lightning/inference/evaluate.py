@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
@@ -181,6 +182,9 @@ def evaluate(
         if rows:
             shown = [edge.expand_as(batch), color, first] + ([final] if len(stages) == 3 else [])
             columns.append([t[rows].float().cpu() for t in [*shown, batch]])
+    labels = ["edge", "color domain", "first stage"]
+    labels += ["refined"] if len(stages) == 3 else []
+    labels += ["ground truth"]
     results = {
         stage: {name: _value(metric) for name, metric in stage_metrics.items()}
         for stage, stage_metrics in metrics.items()
@@ -195,8 +199,9 @@ def evaluate(
         "stages": results,
         "skipped": skipped,
         "settings": {**_settings(reconstructor, size), "edges": edges},
+        "grid_columns": labels,
     }
-    return report, evaluation_grid(columns, grid_images)
+    return report, evaluation_grid(columns, grid_images, labels)
 
 
 def with_line_art(images: Dataset) -> Dataset:
@@ -243,13 +248,52 @@ def _settings(reconstructor: Reconstructor, size: int) -> dict[str, Any]:
     return {"canny_sigma": sigma, **settings, "stages": reconstructor.stages}
 
 
-def evaluation_grid(columns: list[list[Tensor]], rows: int) -> Tensor:
-    """Rows of edge | color domain | first stage | [refined] | ground truth, (3, H', W')."""
+#: shorter column names, for tiles too narrow for the full ones
+SHORT_LABELS = {"color domain": "color", "first stage": "first", "ground truth": "truth"}
+
+
+def evaluation_grid(
+    columns: list[list[Tensor]], rows: int, labels: Sequence[str] | None = None
+) -> Tensor:
+    """Rows of edge | color domain | first stage | [refined] | ground truth, (3, H', W'), under
+    a header row naming each column (``labels``, one per column; None: no header)."""
     from torchvision.utils import make_grid
 
     per_column = [torch.cat(parts)[:rows] for parts in zip(*columns)]
     tiles = torch.stack(per_column, 1).flatten(0, 1)
-    return make_grid(tiles, nrow=len(per_column), padding=2, pad_value=1.0)
+    grid = make_grid(tiles, nrow=len(per_column), padding=2, pad_value=1.0)
+    if labels is None:
+        return grid
+    if len(labels) != len(per_column):
+        raise ValueError(f"{len(labels)} labels for {len(per_column)} grid columns")
+    return torch.cat([grid_header(labels, tiles.shape[-1], grid.shape[-1]), grid], dim=1)
+
+
+def grid_header(labels: Sequence[str], tile: int, width: int, padding: int = 2) -> Tensor:
+    """A white (3, h, width) strip with ``labels`` in black, each centred over its column of
+    ``tile`` px (as :func:`torchvision.utils.make_grid` lays them out with ``padding``); the
+    font shrinks to fit a narrow tile, down to 7 px, then the short names are used."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = max(7, min(14, tile // 6))
+    fonts = [ImageFont.load_default(size=s) for s in range(size, 6, -1)]
+
+    def fitting(text: str):
+        for font in fonts:
+            if font.getlength(text) <= tile:
+                return text, font
+        short = SHORT_LABELS.get(text, text)
+        return short, next((f for f in fonts if f.getlength(short) <= tile), fonts[-1])
+
+    height = size + 6
+    strip = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, label in enumerate(labels):
+        text, font = fitting(label)
+        centre = padding + i * (tile + padding) + tile / 2
+        draw.text((centre, height / 2), text, fill="black", font=font, anchor="mm")
+    array = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
+    return array.float() / 255
 
 
 def write_report(report: dict[str, Any], grid: Tensor, output_dir: str | Path) -> tuple[Path, Path]:

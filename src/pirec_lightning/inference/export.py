@@ -20,9 +20,22 @@ from torch import Tensor
 from pirec_lightning.errors import OutputError, one_line
 from pirec_lightning.inference.reconstructor import Reconstructor, StagePipeline, check_writable
 
-__all__ = ["FORMATS", "PARITY_TOLERANCE", "export", "max_difference", "run_exported"]
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "PARITY_TOLERANCE",
+    "check_extension",
+    "export",
+    "max_difference",
+    "run_exported",
+]
 
 FORMATS = ("torchscript", "onnx")
+#: the file extensions of each format (the first is the one suggested)
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "onnx": (".onnx",),
+    "torchscript": (".pt", ".pth", ".ts", ".torchscript"),
+}
 #: the exported model's output must equal eager within this (max absolute difference)
 PARITY_TOLERANCE = 1e-4
 _AXES = {0: "batch", 2: "height", 3: "width"}
@@ -73,6 +86,7 @@ def export(
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
     path = Path(path).expanduser()
+    check_extension(path, format)
     check_writable(path)  # before the minutes an export can take
     pipeline = StagePipeline(reconstructor.generator, reconstructor.refiner if refine else None)
     pipeline = pipeline.to("cpu").eval()
@@ -93,6 +107,27 @@ def export(
             f"exported {format} differs from eager by {difference:.2e} > {PARITY_TOLERANCE:g}"
         )
     return difference
+
+
+def check_extension(path: str | Path, format: str) -> None:
+    """The file name must say its format (``.onnx`` for ONNX; ``.pt``, ``.pth``, ``.ts`` or
+    ``.torchscript`` for TorchScript): a file is refused rather than renamed, so the name a user
+    typed is the name written.
+
+    Raises:
+        ValueError: one line with the name to use and the format that fits the name given.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in EXTENSIONS[format]:
+        return
+    fits = next((f for f, names in EXTENSIONS.items() if suffix in names), None)
+    other = f", or --format {fits} for a {suffix} file" if fits else ""
+    label = "an ONNX" if format == "onnx" else "a TorchScript"
+    raise ValueError(
+        f"-o {path}: {label} file is named {' or '.join(EXTENSIONS[format])}; use -o "
+        f"{path.with_suffix(EXTENSIONS[format][0])}{other}"
+    )
 
 
 def run_exported(path: str | Path, format: str, edge: Tensor, color: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ __all__ = [
     "OUTPUT_TYPES",
     "ImageInput",
     "binarize_edges",
+    "edge_names",
     "to_edge_batch",
     "to_image_batch",
     "to_output",
@@ -196,7 +197,7 @@ def binarize_edges(edges: Tensor, edge_polarity: str = "auto") -> Tensor:
     return torch.where(invert.view(-1, 1, 1, 1), dark_lines, bright).to(edges.dtype)
 
 
-def _names(value: ImageInput, count: int) -> list[str]:
+def edge_names(value: ImageInput, count: int) -> list[str]:
     """How a warning names each of the ``count`` images of ``value``."""
     if isinstance(value, (str, os.PathLike)):
         return [str(value)] * count
@@ -227,12 +228,15 @@ def warn_unlikely_edges(edges: Tensor, names: Sequence[str]) -> None:
             )
 
 
-def to_edge_batch(value: ImageInput, edge_polarity: str = "auto") -> Tensor:
+def to_edge_batch(value: ImageInput, edge_polarity: str = "auto", warn: bool = True) -> Tensor:
     """Any supported input -> (B, 1, H, W) float32 in {0, 1}: greyscale, then
     :func:`binarize_edges` (colour inputs are converted to grey first; lines on transparency and
-    0/1 files as the module says). Warns, naming the file, about an empty or crowded edge map."""
+    0/1 files as the module says). Warns, naming the file, about an empty or crowded edge map
+    (``warn=False``: the caller checks the input first, then calls :func:`warn_unlikely_edges`
+    with :func:`edge_names`)."""
     edges = binarize_edges(_to_batch(value, 1), edge_polarity)
-    warn_unlikely_edges(edges, _names(value, edges.shape[0]))
+    if warn:
+        warn_unlikely_edges(edges, edge_names(value, edges.shape[0]))
     return edges
 
 
