@@ -1,6 +1,9 @@
-"""Take docs/images/app.png: the app with a checkpoint, an example photo extracted, Refine run.
+"""Take docs/images/app.png: the app as ``pirec app`` opens it (the bundled model, its summary),
+one example pair picked (or an example photo extracted), Refine run.
 
-    python docs/app_screenshot.py --checkpoint runs/quickstart/refinement/checkpoints/last.ckpt
+    python docs/app_screenshot.py                      # sketch-128 and its second example pair
+    python docs/app_screenshot.py --checkpoint runs/quickstart/refinement/checkpoints/last.ckpt \
+        --photo 0                                      # a checkpoint, an emoji photo extracted
 
 Needs the `app` and `browser` extras and a Chromium (Debian: apt-get install chromium).
 """
@@ -15,19 +18,31 @@ from playwright.sync_api import sync_playwright
 
 from pirec_lightning.app import build_app, launch
 from pirec_lightning.inference import Reconstructor
+from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a checkpoint (default: the bundled --model)")
+    source.add_argument("--model", default=DEFAULT_MODEL, help="a bundled model")
     parser.add_argument("--output", type=Path, default=Path("docs/images/app.png"))
-    parser.add_argument("--photo", type=int, default=0, help="which example photo to extract")
+    parser.add_argument("--example", type=int, default=1, help="which example pair to pick")
+    parser.add_argument(
+        "--photo", type=int, default=None, help="extract this example photo instead of a pair"
+    )
     parser.add_argument("--port", type=int, default=7877)
     parser.add_argument("--chromium", default=shutil.which("chromium"))
     args = parser.parse_args()
 
-    model = Reconstructor.from_checkpoint(args.checkpoint, device="cpu")
-    app = build_app(model, source=args.checkpoint)
+    if args.checkpoint:
+        model, source = (
+            Reconstructor.from_checkpoint(args.checkpoint, device="cpu"),
+            args.checkpoint,
+        )
+    else:
+        model, source = Reconstructor.pretrained(args.model, device="cpu"), PREFIX + args.model
+    app = build_app(model, source=source)
     _, url, _ = launch(app, port=args.port, block=False)
     try:
         with sync_playwright() as playwright:
@@ -35,9 +50,13 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1040})
             page.goto(url)
             page.locator("#edge-canvas canvas").first.wait_for(timeout=60_000)
-            page.get_by_text("Extract edges and colors from a photo").click()
-            page.locator("#photo-examples button, #photo-examples td").nth(args.photo).click()
-            page.wait_for_timeout(4_000)  # the live extraction fills both canvases
+            if args.photo is None:
+                page.locator("#example-pairs tbody tr").nth(args.example).click()
+                page.wait_for_timeout(4_000)  # the editors load the pair
+            else:
+                page.get_by_text("Extract edges and colors from a photo").click()
+                page.locator("#photo-examples button, #photo-examples td").nth(args.photo).click()
+                page.wait_for_timeout(4_000)  # the live extraction fills both canvases
             page.click("#refine")
             page.wait_for_function(
                 "() => document.querySelector('#refined img')?.naturalWidth > 0", timeout=60_000
