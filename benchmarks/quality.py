@@ -13,8 +13,10 @@ sigma, median kernels and K) on
 - with Canny edges, and with the synthetic drawn-lines set (``--edges drawn``: one 3-pixel stroke
   per outline, fed with ``edge_style="drawn"``, and ``drawn-as-is``: the same strokes unthinned),
 
-and prints PSNR / SSIM (and LPIPS when its weights are at hand) of the colour domain (the
-no-learning baseline), stage 1 (generating) and stage 2 (refinement). ``--readme`` rewrites the
+and prints PSNR / SSIM and the perceptual metrics of ``--metrics`` (default LPIPS-AlexNet and
+DISTS, from the backbones ``pirec weights fetch`` converts; where they are absent the table says so
+in one line) of the colour domain (the no-learning baseline), stage 1 (generating) and stage 2
+(refinement). ``--readme`` rewrites the
 block between ``<!-- quality-table:start -->`` and ``<!-- quality-table:end -->``.
 
     python benchmarks/quality.py --checkpoint before=/runs/a/refinement/checkpoints/last.ckpt \\
@@ -51,26 +53,58 @@ START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 COLUMNS = {"color_domain": "color domain", "first_stage": "stage 1", "refined": "stage 2"}
 
 
-def cell(values: dict | None) -> str:
+#: perceptual metrics a cell can show after PSNR / SSIM (lower is better), in order
+PERCEPTUAL = {"lpips": "LPIPS", "lpips_vgg": "LPIPS-VGG", "dists": "DISTS"}
+#: what ``--metrics`` measures by default (LPIPS-VGG costs as much as DISTS again on a CPU)
+DEFAULT_METRICS = ("lpips", "dists")
+
+
+def metric_columns(rows: list[dict]) -> list[str]:
+    """The perceptual metrics some row has a value for, in :data:`PERCEPTUAL` order: the
+    table's (and the model card's) columns after PSNR / SSIM."""
+    return [
+        name
+        for name in PERCEPTUAL
+        if any(v.get(name) is not None for r in rows for v in r["stages"].values())
+    ]
+
+
+def missing_metrics(rows: list[dict]) -> list[str]:
+    """One line per perceptual metric that was asked for and skipped (its weights absent)."""
+    lines = {}
+    for r in rows:
+        for name, line in r.get("skipped", {}).items():
+            if name in PERCEPTUAL:
+                lines.setdefault(name, line)
+    return list(lines.values())
+
+
+def cell(values: dict | None, shown: list[str] | tuple[str, ...] = ("lpips",)) -> str:
     if not values:
         return "-"
     text = f"{values['psnr']:.2f} / {values['ssim']:.3f}"
-    return text + (f" / {values['lpips']:.3f}" if values.get("lpips") is not None else "")
+    for name in shown:
+        value = values.get(name)
+        text += " / -" if value is None else f" / {value:.3f}"
+    return text
 
 
 def table(rows: list[dict]) -> str:
-    lpips = any(r["stages"].get("first_stage", {}).get("lpips") is not None for r in rows)
-    unit = "PSNR dB / SSIM" + (" / LPIPS" if lpips else "")
+    shown = metric_columns(rows)
+    unit = " / ".join(["PSNR dB", "SSIM", *(PERCEPTUAL[n] for n in shown)])
     lines = [
         f"| model | set | edges | {' | '.join(COLUMNS.values())} |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = " | ".join(cell(r["stages"].get(stage)) for stage in COLUMNS)
+        cells = " | ".join(cell(r["stages"].get(stage), shown) for stage in COLUMNS)
         where = f"{r['set']} ({r['images']}, {r['image_size']} px)"
         lines.append(f"| {r['model']} | {where} | {r['edges']} | {cells} |")
-    note = f"{unit}, higher is better" + ("; LPIPS lower is better" if lpips else "")
-    return "\n".join(lines) + f"\n\n({note}.)"
+    note = f"{unit}; PSNR and SSIM higher is better"
+    if shown:
+        note += f", {' and '.join(PERCEPTUAL[n] for n in shown)} lower is better"
+    missing = "".join(f"\n\n{line}" for line in missing_metrics(rows))
+    return "\n".join(lines) + f"\n\n({note}.){missing}"
 
 
 def load_model(path: str, device: str = "cpu") -> Reconstructor:
@@ -131,6 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noto", help="noto_emoji_128.npz")
     parser.add_argument("--noto-count", type=int, default=512)
     parser.add_argument("--edges", nargs="+", default=list(EDGES), choices=EDGES)
+    parser.add_argument(
+        "--metrics",
+        nargs="*",
+        default=list(DEFAULT_METRICS),
+        choices=[*PERCEPTUAL, "fid"],
+        help="perceptual metrics beside PSNR/SSIM (default: lpips dists; none: --metrics)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--readme", help="rewrite the quality-table block of this Markdown file (docs/quality.md)"
@@ -151,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         grid_set = next(iter(sets))  # the model's own kind of pictures first
         for name, (images, kinds) in sets.items():
             for edges in kinds:
-                report, grid = evaluate(model, images, args.batch_size, edges=edges)
+                report, grid = evaluate(
+                    model, images, args.batch_size, edges=edges, metrics=args.metrics
+                )
                 row = {"model": label or path, "set": name, "edges": edges, **report}
                 rows.append(row)
                 print(

@@ -3,9 +3,10 @@
 For every image the edge and color domain are made with the model's evaluation settings (scaled
 to the image), then three stages are compared with the image: the color domain itself (the
 no-learning baseline), the first stage, and the refined output (two-stage models). PSNR and SSIM
-always; LPIPS (AlexNet) and FID (Inception) from torchmetrics when their weights can be had from
-an explicit path, ``$PIREC_WEIGHTS_DIR``, the torch hub cache or a download (not with
-``PIREC_OFFLINE=1``); otherwise the report says, in one line each, how to enable them.
+always; LPIPS (AlexNet ``lpips`` and VGG16 ``lpips_vgg``) and DISTS (``dists``) from the backbones
+``pirec weights fetch`` converts (:mod:`pirec_lightning.models.metrics`), and FID (Inception,
+torch-fidelity) when its weights can be had; otherwise the report says, in one line each, how to
+enable them.
 
 >>> report = evaluate(Reconstructor.from_checkpoint("last.ckpt"), image_source("test.npz", 64))  # doctest: +SKIP
 """
@@ -29,7 +30,7 @@ from pirec_lightning.data.drawn_set import drawn_edges_for
 from pirec_lightning.data.folder import FolderImageDataset, find_images
 from pirec_lightning.data.npz import NpzImageDataset
 from pirec_lightning.inference.reconstructor import Reconstructor
-from pirec_lightning.models.metrics import optional_metrics
+from pirec_lightning.models.metrics import OPTIONAL_METRICS, optional_metrics
 from pirec_lightning.preprocess.confusion import evaluation_confusion
 
 __all__ = [
@@ -128,6 +129,7 @@ def evaluate(
     grid_images: int = 8,
     num_workers: int = 0,
     edges: str = "canny",
+    metrics: Sequence[str] = OPTIONAL_METRICS,
 ) -> tuple[dict[str, Any], Tensor]:
     """Evaluate ``reconstructor`` on ``images`` (a dataset of (3, S, S) in [0, 1]; ``limit``:
     that many images evenly spread over it, see :func:`spread_indices`).
@@ -137,7 +139,8 @@ def evaluate(
     ``edge_style="drawn"``: thinned to 1 pixel), ``drawn-as-is`` (the same strokes, unthinned)
     or ``line_art`` (the artists' own line art of ``data=avatars``, as drawn: only the items
     that have it are evaluated). Items of (4, S, S) carry their line art as a fourth channel
-    (all -1 where there is none).
+    (all -1 where there is none). ``metrics``: which of ``lpips``, ``lpips_vgg``, ``dists`` and
+    ``fid`` to measure beside PSNR and SSIM where their weights are at hand (default: all).
 
     Returns:
         ``(report, grid)``: the report dict (``images``, ``image_size``, ``stages`` ->
@@ -154,7 +157,7 @@ def evaluate(
     if edges == "line_art":
         images = with_line_art(images)
     device = reconstructor.device
-    factories, skipped = optional_metrics(lpips_weights, fid_weights)
+    factories, skipped = optional_metrics(lpips_weights, fid_weights, tuple(metrics))
     stages = STAGES if reconstructor.stages == 2 else STAGES[:2]
     metrics = {stage: _stage_metrics(factories, device) for stage in stages}
     loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers)
@@ -319,5 +322,5 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def _metric_order(name: str) -> int:
-    order = ("psnr", "ssim", "lpips", "fid")
+    order = ("psnr", "ssim", "lpips", "lpips_vgg", "dists", "fid")
     return order.index(name) if name in order else len(order)

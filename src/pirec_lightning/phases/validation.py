@@ -3,11 +3,12 @@
 LPIPS, for the output and for each reference image of the phase (the no-learning baseline;
 refinement's preliminary image).
 
-LPIPS (torchmetrics, AlexNet backbone) needs torchvision's ImageNet AlexNet weights, found as
-``pirec evaluate`` finds them (``$PIREC_WEIGHTS_DIR``, the torch hub cache, else a download unless
-``PIREC_OFFLINE`` is set); when they cannot be had, validation goes on without LPIPS and says so
-in one line. The LPIPS networks live
-outside the module tree, so checkpoints never hold them.
+LPIPS (AlexNet, logged as ``val/lpips`` beside ``val/psnr``, so checkpoints and sweeps can select
+on it) needs the ImageNet AlexNet that ``pirec weights fetch`` converts, found as ``pirec
+evaluate`` finds it (``$PIREC_WEIGHTS_DIR``, then the torch hub cache;
+:func:`pirec_lightning.models.metrics.optional_metrics`); when it is absent, validation goes on
+without LPIPS and says so in one line. The LPIPS network lives outside the module tree, so
+checkpoints never hold it.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def prefix_of(name: str | None) -> str:
 
 
 def lpips_metric() -> tuple[Any | None, str | None]:
-    """torchmetrics' LPIPS (AlexNet, inputs in [0, 1]) or ``(None, why not)``, with the weights
-    found as ``pirec evaluate`` finds them (:func:`pirec_lightning.models.metrics.optional_metrics`)."""
+    """LPIPS (AlexNet, inputs in [0, 1]) or ``(None, why not)``, with the weights found as
+    ``pirec evaluate`` finds them (:func:`pirec_lightning.models.metrics.optional_metrics`)."""
     factories, skipped = optional_metrics()
     if "lpips" not in factories:
         return None, skipped["lpips"]
