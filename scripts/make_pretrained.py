@@ -13,17 +13,26 @@ Writes into ``src/pirec_lightning/pretrained/``:
 
     python scripts/make_pretrained.py --run runs/pretrained --wall-seconds 5400 \\
         --command "make pretrained" --noto ../shared/data/noto_emoji_128.npz
+
+A candidate that continues the bundled model (``scripts/gpu_round.py``) is written elsewhere
+(``--out-dir``), next to the bundled model's figures on the same sets (``--compare``), with the
+bundled card's history and this run's row (``--continues``, ``--history-row``): see the card's
+``## History`` and its replace rule (:mod:`pirec_lightning.pretrained.history`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import json
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -36,6 +45,14 @@ from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.data.avatars import attribution_markdown, avatar_styles
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.evaluate import evaluate
+from pirec_lightning.pretrained.history import (
+    compare_quality,
+    comparison_markdown,
+    history_markdown,
+    history_row,
+    losses_text,
+    with_history,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the fixed set whose figures the card records and the test recomputes
@@ -51,14 +68,31 @@ def check_set(model: Reconstructor, count: int = CHECK["count"]) -> Subset:
 
 
 def check_figures(model: Reconstructor) -> dict[str, float]:
-    """PSNR / SSIM of each stage on :func:`check_set` with its line art (what the card keeps)."""
-    report, _ = evaluate(model, check_set(model), 16, seed=CHECK["seed"], edges=CHECK["edges"])
+    """PSNR / SSIM of each stage on :func:`check_set` with its line art (what the card keeps);
+    empty when the model's data has no such items (a tiny test model's few avatars)."""
+    items = check_set(model)
+    if len(items) == 0:
+        return {}
+    report, _ = evaluate(model, items, 16, seed=CHECK["seed"], edges=CHECK["edges"])
     return {
         f"{stage}_{metric}": round(float(value), 4)
         for stage, values in report["stages"].items()
         for metric, value in values.items()
         if metric in ("psnr", "ssim")
     }
+
+
+def run_quality(argv: list[str]) -> str:
+    """``benchmarks/quality.py`` in this process (no second start-up), its printed table."""
+    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = quality.main(argv)
+    if status:
+        raise SystemExit(f"benchmarks/quality.py {' '.join(argv)} exited with {status}")
+    return printed.getvalue()
 
 
 def write_examples(model: Reconstructor, folder: Path, count: int = 4) -> list[str]:
@@ -89,8 +123,10 @@ def steps_of(run: Path) -> dict[str, int]:
 
 
 def card_markdown(card: dict) -> str:
-    """MODEL_CARD.md from the card's JSON."""
+    """MODEL_CARD.md from the card's JSON (with ``## History`` when it keeps one, and the
+    comparison with the bundled model when it is a candidate)."""
     quality = card["quality_table"]
+    steps_note = "(generator steps" + (", all runs: see History)" if card.get("history") else ")")
     lines = [
         f"# {card['name']}",
         "",
@@ -103,8 +139,8 @@ def card_markdown(card: dict) -> str:
         "values in fp16 (safetensors) |",
         f"| trained by | `{card['command']}` (`experiment={card['experiment']}`) |",
         f"| commit | `{card['commit']}` |",
-        f"| steps | {', '.join(f'{k} {v}' for k, v in card['steps'].items())} (generator steps) |",
-        f"| wall time | {card['wall_minutes']} minutes |",
+        f"| steps | {', '.join(f'{k} {v}' for k, v in card['steps'].items())} {steps_note} |",
+        f"| wall time | {card['wall_minutes']} minutes (the last run) |",
         f"| hardware | {card['hardware']} |",
         "",
         "## Data",
@@ -123,6 +159,20 @@ def card_markdown(card: dict) -> str:
         f"Check set (recomputed by the tests): {card['check']['set']}: "
         + ", ".join(f"{k} {v}" for k, v in card["check"]["figures"].items()),
         "",
+    ]
+    if card.get("comparison"):
+        lines += [
+            "## Against the bundled model",
+            "",
+            f"The final stage of this candidate and of `{card['comparison']['against']}` on the "
+            "same held-out sets (`benchmarks/quality.py`, one run for both):",
+            "",
+            comparison_markdown(card["comparison"]),
+            "",
+        ]
+    if card.get("history"):
+        lines += [history_markdown(card), ""]
+    lines += [
         "## Use",
         "",
         "```python",
@@ -159,8 +209,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", default=None, help="default: the run's .commit file or HEAD")
     parser.add_argument("--noto", help="noto_emoji_128.npz, for the quality table")
     parser.add_argument("--emoji-size", type=int, default=64)
+    parser.add_argument("--noto-count", type=int, default=512, help="Noto images (with --noto)")
+    parser.add_argument("--emoji-count", type=int, help="emoji test items (default: all)")
+    parser.add_argument("--device", default="cpu", help="where the quality table is computed")
+    parser.add_argument(
+        "--out-dir",
+        default=str(pretrained.MODELS_DIR),
+        help="where the files go (default: into the package, replacing the bundled model)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="[LABEL=]PATH",
+        help="a model to evaluate on the same sets (pretrained:<name> or a .safetensors): its "
+        "final stage side by side with this one's and the replace rule's verdict",
+    )
+    parser.add_argument(
+        "--continues", help="the card (JSON) of the model this run continued: its history is kept"
+    )
+    parser.add_argument("--history-row", help="a JSON file: this run's history row")
+    parser.add_argument("--config-file", help="the run's config to record (default: the run's)")
     args = parser.parse_args(argv)
-    out = pretrained.MODELS_DIR / f"{args.name}.safetensors"
+    out_dir = Path(args.out_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    into_package = out_dir.resolve() == pretrained.MODELS_DIR.resolve()
+    out = out_dir / f"{args.name}.safetensors"
     if args.run is not None:
         run = Path(args.run).expanduser()
         refinement = run / "refinement" / "checkpoints" / "last.ckpt"
@@ -171,28 +243,51 @@ def main(argv: list[str] | None = None) -> int:
         steps = steps_of(run)
     else:
         run = Path(args.weights).expanduser().parent
-        shutil.copyfile(args.weights, out)
+        if Path(args.weights).expanduser().resolve() != out.resolve():
+            shutil.copyfile(args.weights, out)
         state = pretrained.read_pretrained(path=out)["state_dict"]
         written = {"bytes": out.stat().st_size, "tensors": len(state)}
         written["parameters"] = sum(v.numel() for v in state.values())
         steps = {k: int(v) for k, v in (p.split("=") for p in (args.steps or "").split(",") if p)}
-    model = Reconstructor.pretrained(args.name, device="cpu")
-    examples = write_examples(model, pretrained.EXAMPLES_DIR)
+    saved = pretrained.read_pretrained(path=out)
+    model = Reconstructor.from_checkpoint_dict(saved, out, device="cpu")
+    card_file = out.with_suffix(".json")
+    continued = json.loads(Path(args.continues).read_text()) if args.continues else {}
+    previous = json.loads(card_file.read_text()) if card_file.is_file() else continued
+    if into_package:
+        examples = write_examples(model, pretrained.EXAMPLES_DIR)
+    else:  # a candidate: the package's examples stay as they are
+        examples = previous.get("examples", [])
 
+    labels = [args.name]
     with tempfile.TemporaryDirectory() as folder:
         rows_file = Path(folder) / "rows.json"
-        command = [sys.executable, str(ROOT / "benchmarks" / "quality.py")]
-        command += ["--checkpoint", f"{args.name}={pretrained.PREFIX}{args.name}"]
+        command = ["--checkpoint", f"{args.name}={out}", "--device", args.device]
+        if args.compare:
+            label, _, path = args.compare.rpartition("=")
+            label = label or Path(path.removeprefix(pretrained.PREFIX)).stem
+            if label == args.name:
+                label = f"{label} (bundled)"
+            labels.append(label)
+            command += ["--checkpoint", f"{label}={path}"]
         command += ["--emoji-size", str(args.emoji_size), "--json", str(rows_file)]
         command += ["--avatars-count", str(args.avatars_count)]
-        command += ["--noto", args.noto] if args.noto else []
-        shown = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rows = json.loads(rows_file.read_text())
+        command += ["--emoji-count", str(args.emoji_count)] if args.emoji_count else []
+        command += ["--noto", args.noto, "--noto-count", str(args.noto_count)] if args.noto else []
+        shown = run_quality(command)
+        every_row = json.loads(rows_file.read_text())
+    rows = [r for r in every_row if r["model"] == args.name]
     table = shown[shown.index("| model |") :].strip()
+    comparison = None
+    if args.compare:
+        theirs = [r for r in every_row if r["model"] == labels[1]]
+        comparison = {"against": labels[1], **compare_quality(rows, theirs)}
+        comparison["bundled_quality"] = theirs  # gpu_round.py --apply checks the rule again
 
-    saved = pretrained.read_pretrained(args.name)
     config = (
-        (run / ".hydra" / "config.yaml").read_text()
+        Path(args.config_file).read_text()
+        if args.config_file
+        else (run / ".hydra" / "config.yaml").read_text()
         if (run / ".hydra").is_dir()
         else json.dumps(
             {"model": saved["hyper_parameters"], "data": saved["datamodule_hyper_parameters"]}
@@ -217,13 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available()
         else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     )
-    hparams = pretrained.read_pretrained(args.name)["hyper_parameters"]["model"]
+    hparams = saved["hyper_parameters"]["model"]
     generator = hparams["generator"]
     data = model.data_settings
     styles = avatar_styles((data.get("avatars") or {}).get("styles"))
     held = (data.get("avatars") or {}).get("heldout_styles") or []
-    card_file = out.with_suffix(".json")
-    previous = json.loads(card_file.read_text()) if card_file.is_file() else {}
     card = {
         "name": args.name,
         # what the model is for and not for (pretrained.model_summary, shown by `pirec app`):
@@ -282,10 +375,39 @@ def main(argv: list[str] | None = None) -> int:
             "figures": check_figures(model),
         },
     }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    (pretrained.MODELS_DIR / "MODEL_CARD.md").write_text(card_markdown(card))
+    if comparison is not None:
+        card["comparison"] = comparison
+    row = (
+        json.loads(Path(args.history_row).read_text())
+        if args.history_row
+        else history_row(
+            date=time.strftime("%Y-%m-%d", time.gmtime()),
+            commit=commit,
+            hardware=hardware,
+            steps=steps,
+            gpu_seconds=args.wall_seconds,
+            data=card["data"]["description"].split(":", 1)[0].strip("`"),
+            losses=losses_text(
+                saved["hyper_parameters"].get("loss") or {},
+                saved["hyper_parameters"].get("vgg_status"),
+            ),
+            started_from=args.continues or "scratch",
+            note=f"`{args.command}`",
+        )
+    )
+    history = [*continued.get("history", []), row] if args.continues else [row]
+    # keys of the card this one replaces that this script does not write are kept
+    card = with_history({**previous, **card}, history)
+    if args.continues:  # the weights hold every run's steps
+        card["steps"] = card["history_totals"]["steps"]
+    if comparison is None:
+        card.pop("comparison", None)
+    card_file.write_text(json.dumps(card, indent=2) + "\n")
+    (out_dir / "MODEL_CARD.md").write_text(card_markdown(card))
     print(f"wrote {out} ({written['bytes'] / 1e6:.1f} MB), its card and {len(examples)} examples")
     print(table)
+    if comparison is not None:
+        print(comparison_markdown(comparison))
     return 0
 
 

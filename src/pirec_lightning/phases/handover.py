@@ -60,7 +60,9 @@ def init_from_checkpoint(
             with a ``preliminary_generator`` gets the source's ``preliminary_generator.``
             weights when it has them (a refinement checkpoint), else its ``generator.`` ones; a
             module without one (imitation, generating) takes a refinement checkpoint's first
-            stage, ``preliminary_generator.``, as its ``generator``.
+            stage, ``preliminary_generator.``, as its ``generator``, and the first stage's own
+            discriminator, ``preliminary_discriminator.``, where the checkpoint keeps one (a
+            bundled model written by ``scripts/gpu_round.py``), else its ``discriminator.``.
 
     Returns:
         Tensors copied per receiving attribute.
@@ -80,10 +82,10 @@ def init_from_checkpoint(
         elif any(k.startswith("preliminary_generator.") for k in state):
             # a refinement checkpoint into imitation or generating: its first stage (edge +
             # colour domain -> image) is the network those phases train, not its refiner
-            mapping = {
-                "preliminary_generator.": ("generator",),
-                "discriminator.": ("discriminator",),
-            }
+            first_d = "preliminary_discriminator."
+            if not any(k.startswith(first_d) for k in state):
+                first_d = "discriminator."  # refinement's: the only one such a file keeps
+            mapping = {"preliminary_generator.": ("generator",), first_d: ("discriminator",)}
     copied: dict[str, int] = {}
     for prefix, attributes in mapping.items():
         weights = extract_prefix(state, prefix)

@@ -52,8 +52,15 @@ MODELS_DIR = Path(__file__).resolve().parent
 EXAMPLES_DIR = MODELS_DIR / "examples"
 #: metadata keys of the safetensors file holding JSON
 _META = ("pirec_phase", "hyper_parameters", "datamodule_hyper_parameters")
-#: the parts of a refinement checkpoint a bundled model keeps
-KEPT_PREFIXES = ("generator.", "preliminary_generator.", "discriminator.")
+#: the parts of a refinement checkpoint a bundled model keeps (``preliminary_discriminator.``:
+#: the generating phase's discriminator, which ``scripts/gpu_round.py`` adds so that a continued
+#: generating phase starts from its own; ``init_from`` hands it to imitation and generating)
+KEPT_PREFIXES = (
+    "generator.",
+    "preliminary_generator.",
+    "discriminator.",
+    "preliminary_discriminator.",
+)
 
 
 @overload
