@@ -1,7 +1,8 @@
 """Inference speed: the bare generators, ``Reconstructor`` end to end, and ONNX Runtime.
 
     python benchmarks/inference.py [--device cpu|cuda] [--size 128] [--batch 64] [--repeats 3]
-                                   [--base-channels 64] [--res-blocks 8] [--checkpoint C] [--json]
+                                   [--base-channels 64] [--res-blocks 8] [--checkpoint C]
+                                   [--model NAME] [--threads N] [--json]
                                    [--no-onnx] [--no-compile] [--channels-last] [--profile PATH]
 
 Per row: ms per image at batch 1 and images/s at ``--batch``, two stages, ``--size`` px:
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--base-channels", type=int, default=64)
     parser.add_argument("--res-blocks", type=int, default=8)
     parser.add_argument("--checkpoint", help="time a trained refinement checkpoint instead")
+    parser.add_argument("--model", help="time a bundled model instead (e.g. sketch-128)")
     parser.add_argument("--no-onnx", action="store_true", help="skip (c)")
     parser.add_argument("--no-compile", action="store_true", help="skip (d) and (e)")
     parser.add_argument(
@@ -128,8 +130,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    if args.checkpoint:
-        rec = Reconstructor.from_checkpoint(args.checkpoint, device)
+    if args.checkpoint or args.model:
+        if args.model:
+            rec = Reconstructor.pretrained(args.model, device, run_size="input")
+        else:
+            rec = Reconstructor.from_checkpoint(args.checkpoint, device, run_size="input")
         if rec.refiner is None:
             parser.error("--checkpoint must be a refinement checkpoint (two stages)")
     else:
@@ -181,7 +186,9 @@ def main() -> None:
         "size": args.size,
         "batch": args.batch,
         "repeats": args.repeats,
-        "networks": "checkpoint"
+        "networks": f"pretrained:{args.model}"
+        if args.model
+        else "checkpoint"
         if args.checkpoint
         else f"b={args.base_channels}, res_blocks={args.res_blocks}",
         "parameters_per_stage": sum(p.numel() for p in rec.generator.parameters()),

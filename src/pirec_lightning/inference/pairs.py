@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -326,14 +327,21 @@ def trainer_for(device: str | None, callbacks: list[pl.Callback]) -> pl.Trainer:
             kwargs["devices"] = [parsed.index]
     if kwargs["accelerator"] in ("gpu", "auto") and torch.cuda.is_available():
         kwargs["precision"] = mixed_precision("cuda")
-    return pl.Trainer(
-        logger=False,
-        callbacks=callbacks,
-        enable_model_summary=False,
-        enable_checkpointing=False,  # predicts only (and no checkpointing tip)
-        enable_progress_bar=False,  # reconstruct_folder says how far it is (Progress)
-        **kwargs,
-    )
+    # "GPU available: False, used: False" and its kind: nothing to act on in a predict run
+    chatter = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = chatter.level
+    chatter.setLevel(logging.WARNING)
+    try:
+        return pl.Trainer(
+            logger=False,
+            callbacks=callbacks,
+            enable_model_summary=False,
+            enable_checkpointing=False,  # predicts only (and no checkpointing tip)
+            enable_progress_bar=False,  # reconstruct_folder says how far it is (Progress)
+            **kwargs,
+        )
+    finally:
+        chatter.setLevel(level)
 
 
 @contextlib.contextmanager
