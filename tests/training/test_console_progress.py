@@ -31,7 +31,8 @@ def test_plain_lines_and_no_bar_when_the_output_is_not_a_terminal(
     bar += "every_n_steps:2,every_seconds:null}"
     overrides = ["phase=imitation", "debug=tiny", "trainer.max_steps=4", bar]
     with caplog.at_level(logging.INFO):
-        _, objects = train(make_cfg(*overrides, "trainer.limit_val_batches=0"))
+        quiet = ["trainer.limit_val_batches=0", "~logger", "~callbacks.lr_monitor"]
+        _, objects = train(make_cfg(*overrides, *quiet))
     shown = capsys.readouterr()
     for fragment in BAR_FRAGMENTS:
         assert fragment not in shown.out + shown.err, f"a bar fragment {fragment!r} in the output"
