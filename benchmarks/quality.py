@@ -7,6 +7,8 @@ sigma, median kernels and K) on
 - the avatars test split (``data=avatars``, with its held-out styles) when the model was trained
   on the avatars (or with ``--avatars``), at the model's size, also with the artists' own line
   art as the edges (``line_art``);
+- the mix's test split (``data=mix``, with its held-out styles and sets) when the model was trained
+  on the mix (or with ``--mix``), one row per source and per held-out style or set below it;
 - the embedded emoji's test split and the Noto emoji (``--noto``, a style nobody trains on;
   ``--noto-count`` images spread evenly over the font), at ``--emoji-size`` (default: the
   model's size; 64 compares a 128 px model with the 64 px quickstart);
@@ -51,8 +53,6 @@ from pirec_lightning.pretrained import PREFIX, read_pretrained
 
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 COLUMNS = {"color_domain": "color domain", "first_stage": "stage 1", "refined": "stage 2"}
-
-
 #: perceptual metrics a cell can show after PSNR / SSIM (lower is better), in order
 PERCEPTUAL = {"lpips": "LPIPS", "lpips_vgg": "LPIPS-VGG", "dists": "DISTS"}
 #: what ``--metrics`` measures by default (LPIPS-VGG costs as much as DISTS again on a CPU)
@@ -107,6 +107,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + f"\n\n({note}.){missing}"
 
 
+def group_rows(row: dict) -> list[dict]:
+    """Rows for a set's sources and held-out styles / sets (``report["groups"]``)."""
+    rows = []
+    for name, entry in (row.get("groups") or {}).items():
+        if name.endswith("(all)") or "/" not in name or entry["heldout"]:
+            label = name + (" (held out)" if entry["heldout"] else "")
+            rows.append({**row, "set": f"{row['set']}: {label}", **entry, "groups": None})
+    return rows
+
+
 def load_model(path: str, device: str = "cpu") -> Reconstructor:
     """A checkpoint, a bundled model as ``pretrained:<name>``, or a ``.safetensors`` file
     written by :func:`~pirec_lightning.pretrained.write_pretrained`."""
@@ -122,6 +132,11 @@ def evaluation_sets(model: Reconstructor, args: argparse.Namespace) -> dict[str,
     data = dict(model.data_settings)
     size = int(model.image_size)
     sets = {}
+    if data.get("mix") is not None or args.mix:
+        test, _ = checkpoint_test_split({**data, "image_size": size}, ["data=mix"])
+        if args.mix_count:
+            test = Subset(test, spread_indices(len(test), args.mix_count))
+        sets["mix test split"] = (test, args.edges)
     if data.get("avatars") is not None or args.avatars:
         test, _ = checkpoint_test_split({**data, "image_size": size}, ["data=avatars"])
         if args.avatars_count:
@@ -149,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         help="[label=]path of a checkpoint, or [label=]pretrained:<name> for a bundled model",
     )
     parser.add_argument("--avatars", action="store_true", help="also the avatars test split")
+    parser.add_argument("--mix", action="store_true", help="also the mix test split (data=mix)")
+    parser.add_argument(
+        "--mix-count", type=int, help="that many mix test items, spread over the split"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument(
         "--avatars-count", type=int, help="that many avatars test items, spread over the split"
@@ -197,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 row = {"model": label or path, "set": name, "edges": edges, **report}
                 rows.append(row)
+                rows += group_rows(row)
                 print(
                     json.dumps({k: row[k] for k in ("model", "set", "edges", "stages")}), flush=True
                 )

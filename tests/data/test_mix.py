@@ -151,3 +151,26 @@ def test_sketch_debug_tiny_trains_on_the_mix_from_a_folder_of_tarballs(tmp_path)
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run" / "refinement" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_evaluate_reports_per_source_and_held_out_set(sources, tiny_run) -> None:
+    from pirec_lightning.inference import Reconstructor
+    from pirec_lightning.inference.evaluate import evaluate, format_report
+
+    avatars, icons = sources
+    settings = dict(image_size=32, batch_size=8, num_workers=0, split=(0.6, 0.2, 0.2))
+    mix = {"weights": {"avatars": 1.0, "icons": 1.0, "emoji": 0.0}}
+    module = PIRECDataModule(**settings, avatars=avatars, icons=icons, mix=mix)
+    model = Reconstructor.from_checkpoint(tiny_run["refinement"])
+    test = module.dataset("test")
+    report, _ = evaluate(model, test, batch_size=8)
+    groups = report["groups"]
+    assert sum(g["images"] for n, g in groups.items() if not n.endswith("(all)")) == len(test)
+    held = {n for n, g in groups.items() if g["heldout"]}
+    assert held == {"avatars/lorelei", "avatars/personas", "icons/fake-pictures"}
+    assert {"avatars (all)", "icons (all)"} <= set(groups)
+    for entry in groups.values():
+        assert set(entry["stages"]) == set(report["stages"])
+        assert all(0 < v["psnr"] < 60 and -1 <= v["ssim"] <= 1 for v in entry["stages"].values())
+    table = format_report(report)
+    assert "(held out)" in table and "icons (all)" in table

@@ -347,6 +347,7 @@ class AvatarDataset(Dataset):
                 "raise data.avatars.count or give the split a positive fraction"
             )
         self.split = split
+        self.heldout_families = {_family(h) for h in heldout_styles}
         self.image_size = image_size
         self.cache_dir = cache_dir
         self.with_line_art = with_line_art
@@ -354,6 +355,14 @@ class AvatarDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def group(self, index: int) -> str:
+        """``avatars/<style>``: the style of item ``index`` (for per-style reports)."""
+        return f"avatars/{self.items[index][0]}"
+
+    def heldout(self, group: str) -> bool:
+        """Whether ``group`` (``avatars/<style>``) is a held-out style (or its -neutral twin)."""
+        return _family(group.removeprefix("avatars/")) in self.heldout_families
 
     def __getitem__(self, index: int) -> Any:
         """Item ``index``: see the class docstring (rendered now if not cached)."""

@@ -512,6 +512,7 @@ class IconDataset(Dataset):
                 "add sets or give the split a positive fraction"
             )
         self.split = split
+        self.heldout_sets = tuple(heldout_sets)
         self.image_size = image_size
         self.cache_dir = cache_dir
         self.with_line_art = with_line_art
@@ -521,8 +522,12 @@ class IconDataset(Dataset):
         return len(self.items)
 
     def group(self, index: int) -> str:
-        """The set of item ``index`` (for per-set reports)."""
-        return self.items[index][0]
+        """``icons/<set>``: the set of item ``index`` (for per-set reports)."""
+        return f"icons/{self.items[index][0]}"
+
+    def heldout(self, group: str) -> bool:
+        """Whether ``group`` (``icons/<set>``) is a held-out set."""
+        return group.removeprefix("icons/") in self.heldout_sets
 
     def __getitem__(self, index: int) -> Any:
         """Item ``index``: see the class docstring (rendered now if not cached)."""

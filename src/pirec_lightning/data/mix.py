@@ -35,7 +35,7 @@ from pirec_lightning.data.icons import IconDataset
 from pirec_lightning.data.split import SPLITS
 from pirec_lightning.errors import DataError
 
-__all__ = ["DEFAULT_WEIGHTS", "MIX_SOURCES", "MixDataset", "check_mix_settings"]
+__all__ = ["DEFAULT_WEIGHTS", "MIX_SOURCES", "MixDataset", "check_mix_settings", "item_groups"]
 
 MIX_SOURCES = ("avatars", "icons", "emoji")
 DEFAULT_WEIGHTS = {"avatars": 1.0, "icons": 1.0, "emoji": 0.5}
@@ -205,3 +205,21 @@ class MixDataset(Dataset):
             [self.weights[source] / per_source[source] for source, _, _ in entries],
             dtype=torch.float64,
         )
+
+
+def item_groups(dataset: Dataset) -> tuple[list[str], set[str]] | None:
+    """The group of every item of ``dataset`` and the held-out groups, through the wrappers
+    that keep a ``dataset`` (and ``indices`` for a subset); None when it has no groups.
+
+    A mix, icons or avatars split has them (``avatars/<style>``, ``icons/<set>``, ``emoji``).
+    """
+    indices = list(range(len(dataset)))  # type: ignore[arg-type]
+    inner = dataset
+    while not hasattr(inner, "group"):
+        if hasattr(inner, "indices"):
+            indices = [int(inner.indices[i]) for i in indices]
+        inner = getattr(inner, "dataset", None)
+        if inner is None:
+            return None
+    groups = [inner.group(i) for i in indices]
+    return groups, {g for g in set(groups) if inner.heldout(g)}

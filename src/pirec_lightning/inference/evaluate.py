@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from pirec_lightning.data.datamodule import PIRECDataModule
 from pirec_lightning.data.drawn_set import drawn_edges_for
 from pirec_lightning.data.folder import FolderImageDataset, find_images
+from pirec_lightning.data.mix import item_groups
 from pirec_lightning.data.npz import NpzImageDataset
 from pirec_lightning.inference.reconstructor import Reconstructor
 from pirec_lightning.models.metrics import OPTIONAL_METRICS, optional_metrics
@@ -61,7 +62,7 @@ def checkpoint_test_split(
     data: Mapping[str, Any], overrides: Sequence[str] = ()
 ) -> tuple[Dataset, str]:
     """The test split of a checkpoint's saved data settings, changed by ``data.KEY=VALUE`` /
-    ``data=emoji|folder|avatars`` overrides. Returns ``(dataset, description)``; the avatars'
+    ``data=emoji|folder|avatars|icons|mix`` overrides. Returns ``(dataset, description)``; the avatars'
     items carry their line art as a fourth channel.
 
     A folder the model was not trained on (``data.root=DIR`` other than the checkpoint's) is
@@ -74,18 +75,23 @@ def checkpoint_test_split(
         key, sep, value = override.partition("=")
         if not sep or not (key == "data" or key.startswith("data.")):
             raise ValueError(
-                f"unknown override {override!r}; use data.KEY=VALUE or data=emoji|folder|avatars"
+                f"unknown override {override!r}; use data.KEY=VALUE or "
+                "data=emoji|folder|avatars|icons|mix"
             )
         if key == "data":
-            if value not in ("emoji", "folder", "avatars"):
+            if value not in ("emoji", "folder", "avatars", "icons", "mix"):
                 raise ValueError(
-                    f"data={value}: choose data=emoji, data=avatars or data=folder data.root=DIR"
+                    f"data={value}: choose data=emoji, data=avatars, data=icons, data=mix or "
+                    "data=folder data.root=DIR"
                 )
-            settings.root = None if value in ("emoji", "avatars") else settings.get("root")
-            if value == "avatars":
-                settings.avatars = settings.get("avatars") or {}
-            else:
-                settings.avatars = None
+            settings.root = None if value != "folder" else settings.get("root")
+            # the drawn sources keep the checkpoint's settings of them, or the defaults
+            for source, used in (
+                ("avatars", ("avatars", "mix")),
+                ("icons", ("icons", "mix")),
+                ("mix", ("mix",)),
+            ):
+                settings[source] = (settings.get(source) or {}) if value in used else None
             continue
         name = key.removeprefix("data.")
         if name.split(".")[0] not in settings:
@@ -157,6 +163,8 @@ def evaluate(
     if edges == "line_art":
         images = with_line_art(images)
     device = reconstructor.device
+    grouped = item_groups(images)  # avatars, icons, mix: also per style / set / source
+    per_group: dict[str, dict[str, list[float]]] = {}
     factories, skipped = optional_metrics(lpips_weights, fid_weights, tuple(metrics))
     stages = STAGES if reconstructor.stages == 2 else STAGES[:2]
     metrics = {stage: _stage_metrics(factories, device) for stage in stages}
@@ -181,6 +189,9 @@ def evaluate(
                     metric.update(outputs[stage], real=False)
                 else:
                     metric.update(outputs[stage], batch)
+        if grouped is not None:
+            start = i * batch_size
+            _add_to_groups(per_group, grouped[0][start : start + len(batch)], outputs, batch)
         rows = [j for j in range(len(batch)) if i * batch_size + j in grid_rows]
         if rows:
             shown = [edge.expand_as(batch), color, first] + ([final] if len(stages) == 3 else [])
@@ -204,7 +215,60 @@ def evaluate(
         "settings": {**_settings(reconstructor, size), "edges": edges},
         "grid_columns": labels,
     }
+    if grouped is not None:
+        report["groups"] = _group_report(per_group, grouped[1], stages)
     return report, evaluation_grid(columns, grid_images, labels)
+
+
+def _add_to_groups(
+    per_group: dict[str, dict[str, list[float]]],
+    groups: Sequence[str],
+    outputs: Mapping[str, Tensor],
+    batch: Tensor,
+) -> None:
+    """Per image: squared-error sums and SSIM of each stage, under its group and its source."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    for stage, output in outputs.items():
+        output = output.float().clamp(0, 1)
+        errors = (output - batch.float()).pow(2).flatten(1).sum(1).tolist()
+        scores = ssim(output, batch.float(), data_range=1.0, reduction="none").tolist()
+        for group, error, score in zip(groups, errors, scores):
+            for name in _group_names(group):
+                entry = per_group.setdefault(name, {})
+                entry.setdefault(f"{stage}/se", []).append(error)
+                entry.setdefault(f"{stage}/ssim", []).append(score)
+    for group in groups:
+        for name in _group_names(group):
+            per_group[name].setdefault("values", []).append(float(batch[0].numel()))
+
+
+def _group_names(group: str) -> tuple[str, ...]:
+    """A group and, for ``<source>/<set>``, its source's ``<source> (all)`` row."""
+    return (group, f"{group.split('/')[0]} (all)") if "/" in group else (group,)
+
+
+def _group_report(
+    per_group: Mapping[str, Mapping[str, list[float]]], heldout: set[str], stages: Sequence[str]
+) -> dict[str, Any]:
+    """``{group: {images, heldout, stages: {stage: {psnr, ssim}}}}``: PSNR over the group's
+    pixels (as the whole set's, from the summed squared error), SSIM averaged over its images;
+    ``<source> (all)`` rows sum a source's groups."""
+    report = {}
+    for name in sorted(per_group):
+        entry = per_group[name]
+        values = sum(entry["values"])
+        results = {}
+        for stage in stages:
+            mse = sum(entry[f"{stage}/se"]) / values
+            psnr = 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf
+            results[stage] = {"psnr": psnr, "ssim": float(np.mean(entry[f"{stage}/ssim"]))}
+        report[name] = {
+            "images": len(entry["values"]),
+            "heldout": name in heldout,
+            "stages": results,
+        }
+    return report
 
 
 def with_line_art(images: Dataset) -> Dataset:
@@ -318,6 +382,15 @@ def format_report(report: dict[str, Any]) -> str:
     for stage, values in report["stages"].items():
         cells = ["-" if values.get(n) is None else f"{values[n]:.4f}" for n in names]
         lines.append(f"| {stage.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    groups = report.get("groups")
+    if groups:  # per source, per style / set; held-out ones never trained on
+        stages = list(report["stages"])
+        lines += ["", "| group | images | " + " | ".join(f"{s} PSNR / SSIM" for s in stages) + " |"]
+        lines.append("|---" * (len(stages) + 2) + "|")
+        for name, entry in groups.items():
+            cells = [f"{v['psnr']:.2f} / {v['ssim']:.3f}" for v in entry["stages"].values()]
+            label = name + (" (held out)" if entry["heldout"] else "")
+            lines.append(f"| {label} | {entry['images']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
