@@ -163,7 +163,8 @@ def history_markdown(card: Mapping[str, Any]) -> str:
             f"{row['losses']} | {row['started_from']} |"
         )
     lines.append(
-        f"| total | {totals['runs']} runs | | | {_steps_text(totals['steps'])} | "
+        f"| total | {totals['runs']} run{'s' if totals['runs'] != 1 else ''} | | | "
+        f"{_steps_text(totals['steps'])} | "
         f"{totals['gpu_seconds']:,.0f} | | | |"
     )
     notes = [f"{n}. {row['note']}" for n, row in enumerate(rows, 1) if row.get("note")]
