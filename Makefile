@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,export,app,cluster
 
 .DEFAULT_GOAL := help
-.PHONY: help install weights train pretrained train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train clean
+.PHONY: help install weights train pretrained train-tiny test test-slow test-browser test-slurm slurm-up slurm-down lint format bench bench-train gpu-round carry clean
 
 help: ## list the targets
 	@echo "usage: make <target> [ARGS='hydra overrides'] [PYTEST_ARGS='...']"
@@ -81,6 +81,15 @@ bench: $(STAMP) ## preprocessing benchmark: original per-image pipeline vs this 
 
 bench-train: $(STAMP) ## training-step benchmark: Lightning vs a hand-written loop (+ preprocessing)
 	$(BIN)/python benchmarks/train_step.py $(ARGS)
+
+# where `make gpu-round` writes (figures.json, the candidate and its card, round.json, round.log)
+ROUND_OUT ?= runs/gpu-round-$(shell date +%Y%m%d-%H%M%S)
+
+gpu-round: $(STAMP) ## on a CUDA machine: the GPU targets, then train the bundled model further (540 s; ARGS="--deadline 300")
+	$(BIN)/python scripts/gpu_round.py --out $(ROUND_OUT) $(ARGS)
+
+carry: $(STAMP) ## build .gpu/ (packages, fp16 weights) to run scripts/gpu_round.py on a bare GPU machine
+	$(BIN)/python scripts/build_carry.py $(ARGS)
 
 clean: ## remove outputs, caches and build files (keeps .venv)
 	rm -rf outputs multirun lightning_logs wandb build dist .pytest_cache .ruff_cache
