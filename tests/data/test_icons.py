@@ -249,3 +249,18 @@ def test_real_sets_line_art_figures_on_fresh_renders(name, tmp_path) -> None:
         assert median["thickness"] <= 2.0 and median["blob"] == 0, median
     else:  # no ink outlines: the separation finds (almost) nothing to draw with
         assert median["share"] < 0.01 and median["edge_recall"] < 0.2, median
+
+
+def test_readme_credits_every_pinned_set_with_its_licence() -> None:
+    readme = (CONF.parents[1] / "README.md").read_text()
+    section = readme.split("## Data attribution", 1)[1]
+    licences = {
+        "MIT": "MIT",
+        "Apache-2.0": "Apache 2.0",
+        "CC0-1.0": "CC0 1.0",
+        "CC-BY-4.0": "CC BY 4.0",
+    }
+    for name, pin in ICON_SETS.items():
+        row = next((line for line in section.splitlines() if line.startswith(f"| `{name}` |")), "")
+        assert f"@iconify-json/{name}@{pin.version}" in row, name
+        assert any(title in row.split("|")[-2] for title in licences.values()), row
