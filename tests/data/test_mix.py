@@ -174,3 +174,23 @@ def test_evaluate_reports_per_source_and_held_out_set(sources, tiny_run) -> None
         assert all(0 < v["psnr"] < 60 and -1 <= v["ssim"] <= 1 for v in entry["stages"].values())
     table = format_report(report)
     assert "(held out)" in table and "icons (all)" in table
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+data.mix.weights.photos=1", "data.mix.weights has unknown sources ['photos']"),
+        ("data.mix.weights.icons=-1", "data.mix.weights.icons must be a number >= 0"),
+        ("data.icons.sets=[noto]", "icon set 'noto' is refused by name"),
+        ("data.icons.heldout_sets=[fxemoji-v9]", "heldout_sets ['fxemoji-v9'] are not among"),
+        ("data.icons.tarballs=/no/such/dir", "data.icons.tarballs folder does not exist"),
+    ],
+)
+def test_a_wrong_mix_setting_stops_before_any_work(make_cfg, override, message) -> None:
+    from pirec_lightning.config import validate_config
+    from pirec_lightning.errors import one_line
+
+    cfg = make_cfg("data=mix", override)
+    with pytest.raises(ValueError) as error:
+        validate_config(cfg)
+    assert message in one_line(error.value)
