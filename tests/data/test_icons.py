@@ -86,6 +86,17 @@ def test_refused_sets_are_refused_by_name_before_any_fetch(tmp_path, name) -> No
         check_icon_settings({"sets": [name]})
 
 
+def test_a_refused_set_is_refused_even_pinned_and_at_hand(tmp_path, monkeypatch) -> None:
+    for name in ("noto", "openmoji"):  # an MIT tarball of that name, pinned: still refused
+        _, pin = make_tarball(tmp_path / "in", name, spdx="MIT")
+        monkeypatch.setitem(ICON_SETS, name, pin)
+        with pytest.raises(DataError, match="refused by name"):
+            IconDataset("val", 32, sets=[name], heldout_sets=[], tarballs=tmp_path / "in")
+        with pytest.raises(DataError, match="refused by name"):
+            icon_set(name, tmp_path / "cache", tmp_path / "in")
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_refused_licence_is_one_line(tmp_path, monkeypatch) -> None:
     _, pin = make_tarball(tmp_path / "in", "fake-sa", spdx="CC-BY-SA-4.0")
     monkeypatch.setitem(ICON_SETS, "fake-sa", pin)
