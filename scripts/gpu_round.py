@@ -65,8 +65,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("generating", "refinement")
 #: seconds the candidate's card is given at the end (quality table of both models, on the GPU)
 CARD_SECONDS = {"cuda": 120.0, "cpu": 60.0}
-#: seconds a phase's process needs before Lightning's clock starts (imports, data, model)
-STARTUP_SECONDS = {"cuda": 40.0, "cpu": 15.0}
+#: seconds the first phase needs before Lightning's clock starts (the data's set-up: the rest of
+#: its rendering, decoding into the cache; the second phase half of it)
+STARTUP_SECONDS = {"cuda": 45.0, "cpu": 5.0}
 #: the longest the round waits for the data's first rendering after the benchmarks
 WARM_WAIT_SECONDS = 30.0
 #: after the phase's time: SIGTERM (Lightning saves last.ckpt), then this long before SIGKILL
@@ -174,7 +175,7 @@ def benchmark_plan() -> list[dict[str, Any]]:
                 "{work}/train_step_eager",
                 *short,
             ],
-            "cap": 30.0,
+            "cap": 35.0,
         },
         {
             "name": "train_step_compiled",
@@ -190,7 +191,7 @@ def benchmark_plan() -> list[dict[str, Any]]:
                 "{work}/train_step_compiled",
                 *short,
             ],
-            "cap": 50.0,
+            "cap": 55.0,
         },
         {
             "name": "preprocess_batch512",
@@ -213,7 +214,7 @@ def benchmark_plan() -> list[dict[str, Any]]:
                 "0",
                 "--json",
             ],
-            "cap": 18.0,
+            "cap": 15.0,
         },
         {
             "name": "preprocess_batch64",
@@ -236,7 +237,7 @@ def benchmark_plan() -> list[dict[str, Any]]:
                 "0",
                 "--json",
             ],
-            "cap": 14.0,
+            "cap": 12.0,
         },
         {
             "name": "inference",
@@ -252,7 +253,7 @@ def benchmark_plan() -> list[dict[str, Any]]:
                 "--no-onnx",
                 "--json",
             ],
-            "cap": 38.0,
+            "cap": 33.0,
         },
     ]
 
@@ -559,12 +560,31 @@ SMOKE_OVERRIDES = [
 SMOKE_STEPS = {"generating": 3, "refinement": 2}
 
 
+#: the Iconify tarballs ``scripts/build_carry.py`` carries (``data.icons.tarballs``: offline)
+CARRIED_TARBALLS = ROOT / ".gpu" / "iconify-tarballs"
+
+
+def machine_overrides(device: str) -> list[str]:
+    """What depends on the machine, not the recipe: the loader's workers (the first epoch
+    renders and decodes every split)."""
+    cores = len(os.sched_getaffinity(0))
+    overrides = [f"data.num_workers={max(2, min(16, cores - 2))}"] if device != "cpu" else []
+    return overrides
+
+
 def compose_round(args: argparse.Namespace, bundled: dict, work: Path, extra: list[str]):
+    """The recipe (``--experiment``) at the bundled sizes, with the machine's and the round's
+    overrides, then the command line's; where the data has icons, the carried Iconify tarballs
+    (a device machine has no network)."""
     overrides = [f"experiment={args.experiment}", *recipe_overrides(bundled)]
-    if args.smoke:
-        overrides += SMOKE_OVERRIDES
+    overrides += SMOKE_OVERRIDES if args.smoke else machine_overrides(args.device)
     overrides += extra + list(args.overrides)
-    return compose_config(overrides, output_dir=work / "train")
+    cfg = compose_config(overrides, output_dir=work / "train")
+    icons = OmegaConf.select(cfg, "data.icons")
+    if icons is not None and icons.get("tarballs") is None and CARRIED_TARBALLS.is_dir():
+        overrides.append(f"data.icons.tarballs={CARRIED_TARBALLS}")
+        cfg = compose_config(overrides, output_dir=work / "train")
+    return cfg
 
 
 def max_time(seconds: float) -> str:
@@ -703,7 +723,7 @@ def train_stages(plan_file: str) -> int:
     """The round's training process: generating, then refinement on top of it, each with the
     ``max_time`` that ``train_end`` leaves it (the phase's share of it; refinement the rest);
     what each did goes to the plan's ``record`` after each phase."""
-    from pirec_lightning.errors import PirecError
+    from pirec_lightning.errors import PirecError, RunInterrupted
     from pirec_lightning.training import train
     from pirec_lightning.training.phase import sigterm_outside_fit
 
@@ -716,7 +736,9 @@ def train_stages(plan_file: str) -> int:
         started = time.time()
         left = plan["train_end"] - started
         budget = left if n == len(names) - 1 else left * plan["share"][name]
-        seconds = budget - plan["startup_s"] * (0 if n == 0 else 0.5)  # the process is up
+        # Lightning's clock starts after the data's set-up (the first phase also finishes the
+        # data's rendering): that much of the budget is left to it
+        seconds = budget - plan["startup_s"] * (1.0 if n == 0 else 0.5)
         entry: dict[str, Any] = {"budget_s": round(budget, 1), "max_time_s": int(seconds)}
         record[name] = entry
         if seconds < 5:
@@ -744,6 +766,10 @@ def train_stages(plan_file: str) -> int:
         try:
             train(cfg)
             entry["status"] = "ok"
+        except RunInterrupted as error:  # SIGTERM at the deadline: last.ckpt is saved, stop
+            entry.update(status="stopped at the deadline", why=str(error).splitlines()[0])
+            entry["seconds"] = round(time.time() - started, 1)
+            break
         except PirecError as error:  # a phase that stops says why; the next one still runs
             entry.update(status="stopped", why=str(error).splitlines()[0])
         except Exception as error:  # noqa: BLE001 (the round goes on with the other phase)
@@ -783,14 +809,23 @@ def sha256(path: Path) -> str:
 
 
 def data_text(cfg: DictConfig) -> str:
+    """The round's data in a few words, for its history row."""
     data = cfg.data
+    held = []
     if data.get("avatars") is not None:
-        held = ", ".join(data.avatars.get("heldout_styles") or [])
-        return f"avatars ({data.avatars.count}, {held} held out), {data.image_size} px"
-    for key in ("mix", "icons", "root"):
-        if data.get(key) is not None:
-            value = OmegaConf.to_container(data[key]) if key != "root" else data[key]
-            return f"{key}: {json.dumps(value)[:120]}, {data.image_size} px"
+        held += list(data.avatars.get("heldout_styles") or [])
+    if data.get("icons") is not None:
+        held += list(data.icons.get("heldout_sets") or [])
+    held_text = f"{', '.join(held)} held out" if held else ""
+    if data.get("mix") is not None:
+        weights = ", ".join(f"{k} {v:g}" for k, v in data.mix.weights.items())
+        return f"mix ({weights}; {held_text}), {data.image_size} px"
+    if data.get("icons") is not None:
+        return f"icons ({held_text}), {data.image_size} px"
+    if data.get("avatars") is not None:
+        return f"avatars ({data.avatars.count}, {held_text}), {data.image_size} px"
+    if data.get("root") is not None:
+        return f"folder {data.root}, {data.image_size} px"
     return f"emoji, {data.image_size} px"
 
 
@@ -861,6 +896,7 @@ def write_card(
     timeout: float,
     log_file: Path,
     config_file: Path | None,
+    mix: bool = False,
 ) -> dict[str, Any]:
     """``scripts/make_pretrained.py`` on the candidate, the bundled model on the same sets."""
     compare = f"{name} (bundled)={bundled_file}"
@@ -874,6 +910,8 @@ def write_card(
     command += ["--device", args.device, "--avatars-count", str(args.avatars_count)]
     command += ["--emoji-size", str(args.emoji_size)]
     command += ["--emoji-count", str(args.emoji_count)] if args.emoji_count else []
+    if mix:  # the mix's test split too, per source and held-out set
+        command += ["--mix"] + (["--mix-count", "8"] if args.smoke else [])
     command += ["--noto", args.noto] if args.noto else []
     command += ["--config-file", str(config_file)] if config_file is not None else []
     return run_logged(command, timeout, log_file)
@@ -903,7 +941,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--emoji-count", type=int, help="emoji in the card (all; smoke 4)")
     parser.add_argument("--emoji-size", type=int, default=64)
     parser.add_argument("--noto", help="noto_emoji_128.npz, for the card's table")
-    parser.add_argument("--warm-processes", type=int, default=6, help="render the data beside")
+    parser.add_argument(
+        "--warm-processes", type=int, default=8, help="render the data beside the benchmarks"
+    )
     parser.add_argument("--no-replace", action="store_true", help="never replace the bundle")
     parser.add_argument("--apply", metavar="DIR", help="replace from a finished round's --out")
     parser.add_argument("--train", help=argparse.SUPPRESS)
@@ -986,7 +1026,9 @@ def main(argv: list[str] | None = None) -> int:
         "bundled_file": str(bundled_file),
         "bundled_sha256": sha256(bundled_file),
         "recipe": f"experiment={args.experiment}",
-        "overrides": extra + list(args.overrides),
+        "overrides": (SMOKE_OVERRIDES if args.smoke else machine_overrides(args.device))
+        + extra
+        + list(args.overrides),
         "compile": compile_why,
         "preprocess_on": placement_why,
         "train_started_s": round(clock.elapsed(), 1),
@@ -1048,11 +1090,15 @@ def main(argv: list[str] | None = None) -> int:
             clock.left() - 2,
             log_file,
             stage_yaml if stage_yaml.is_file() else None,
+            OmegaConf.select(cfg, "data.mix") is not None,
         )
         card_file = out / f"{name}.json"
         if done["returncode"] != 0 or done["timed_out"] or not card_file.is_file():
-            why = "timed out" if done["timed_out"] else f"exit {done['returncode']}"
-            record["card"] = f"card not written ({why}): {_last_error_line(log_file)}"
+            record["card"] = (
+                f"card not written: stopped at the deadline after {done['seconds']:.0f} s"
+                if done["timed_out"]
+                else f"card not written (exit {done['returncode']}): {_last_error_line(log_file)}"
+            )
             if not (out / f"{name}.safetensors").is_file():
                 shutil.copyfile(weights, out / f"{name}.safetensors")
         else:

@@ -82,6 +82,28 @@ def check_figures(model: Reconstructor) -> dict[str, float]:
     }
 
 
+def mix_text(data: dict) -> str:
+    """How the card's data description starts: ``data=avatars``, or the mix and its sources."""
+    if data.get("mix") is None:
+        return "`data=avatars`: "
+    icons = data.get("icons") or {}
+    weights = ", ".join(f"{k} {v:g}" for k, v in (data["mix"].get("weights") or {}).items())
+    return (
+        f"`data=mix` (training draws {weights}): the Iconify sets "
+        f"({', '.join(icons.get('heldout_sets') or [])} held out), the embedded emoji and "
+    )
+
+
+def icons_attribution(data: dict) -> str:
+    """The Iconify sets' credits when the data has them."""
+    if data.get("mix") is None and data.get("icons") is None:
+        return ""
+    from pirec_lightning.data.icons import attribution_markdown as icon_credits
+
+    icons = data.get("icons") or {}
+    return "\n\n" + icon_credits(icons.get("sets"), icons.get("cache_dir"), icons.get("tarballs"))
+
+
 def run_quality(argv: list[str]) -> str:
     """``benchmarks/quality.py`` in this process (no second start-up), its printed table."""
     spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
@@ -211,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emoji-size", type=int, default=64)
     parser.add_argument("--noto-count", type=int, default=512, help="Noto images (with --noto)")
     parser.add_argument("--emoji-count", type=int, help="emoji test items (default: all)")
+    parser.add_argument("--mix", action="store_true", help="also the mix test split")
+    parser.add_argument("--mix-count", type=int, help="mix test items (default: all)")
     parser.add_argument("--device", default="cpu", help="where the quality table is computed")
     parser.add_argument(
         "--out-dir",
@@ -273,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--emoji-size", str(args.emoji_size), "--json", str(rows_file)]
         command += ["--avatars-count", str(args.avatars_count)]
         command += ["--emoji-count", str(args.emoji_count)] if args.emoji_count else []
+        command += ["--mix"] if args.mix else []
+        command += ["--mix-count", str(args.mix_count)] if args.mix and args.mix_count else []
         command += ["--noto", args.noto, "--noto-count", str(args.noto_count)] if args.noto else []
         shown = run_quality(command)
         every_row = json.loads(rows_file.read_text())
@@ -343,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         "wall_minutes": round(args.wall_seconds / 60, 1),
         "hardware": hardware,
         "data": {
-            "description": (
-                f"`data=avatars`: {(data.get('avatars') or {}).get('count', 20000)} DiceBear "
+            "description": mix_text(data)
+            + (
+                f"{(data.get('avatars') or {}).get('count', 20000)} DiceBear "
                 f"avatars at {data.get('image_size')} px from {len(styles)} styles; "
                 f"{', '.join(held)} held out of training (val/test only). Line art for "
                 f"{sum(s.has_line_art for s in styles)} styles. Training edge inputs: "
@@ -361,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for s in styles
             ],
-            "attribution": attribution_markdown([s.name for s in styles]),
+            "attribution": attribution_markdown([s.name for s in styles]) + icons_attribution(data),
         },
         "quality": rows,
         "quality_table": table,
