@@ -26,6 +26,7 @@ __all__ = [
     "FETCH_HINT",
     "backbone_path",
     "converted_file",
+    "features_layers",
     "load_features",
     "search_dirs",
     "weights_dir",
@@ -89,11 +90,30 @@ def backbone_path(name: str) -> Path | None:
     return None
 
 
-def _layers(name: str) -> nn.Sequential:
-    # torchvision builds the layers only (no weights, no download)
-    from torchvision.models import alexnet, vgg16
+def features_layers(name: str) -> nn.Sequential:
+    """torchvision's ``alexnet().features`` / ``vgg16().features`` layers, untrained, built
+    without the classifiers (their 60-120 M parameters would only be initialised and dropped)."""
+    if name == "vgg16":
+        from torchvision.models.vgg import cfgs, make_layers
 
-    return (alexnet if name == "alexnet" else vgg16)(weights=None).features
+        return make_layers(cfgs["D"])
+    if name != "alexnet":
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return nn.Sequential(  # torchvision.models.AlexNet.features
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
 
 
 def load_features(name: str) -> nn.Sequential:
@@ -113,7 +133,7 @@ def load_features(name: str) -> nn.Sequential:
             f"ImageNet {name} weights ({converted_file(name)}) not found in {folders}; {FETCH_HINT}"
         )
     state = load_file(str(path))
-    features = _layers(name)
+    features = features_layers(name)
     features.load_state_dict(
         {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     )

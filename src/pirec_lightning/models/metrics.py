@@ -24,7 +24,12 @@ from torch import Tensor, nn
 
 from pirec_lightning.checkpoints import read_checkpoint
 from pirec_lightning.errors import CheckpointError
-from pirec_lightning.models.backbones import FETCH_HINT, backbone_path, load_features
+from pirec_lightning.models.backbones import (
+    FETCH_HINT,
+    backbone_path,
+    features_layers,
+    load_features,
+)
 from pirec_lightning.models.losses.weights import VGGWeightsUnavailable, resolve_vgg19_weights
 
 __all__ = [
@@ -163,15 +168,13 @@ def _network(kind: str, device: str, path: str | None = None) -> nn.Module:
 
 def _explicit_alexnet(path: Path) -> nn.Sequential:
     """AlexNet ``features`` from a torchvision ``alexnet`` state dict file or a converted one."""
-    from torchvision.models import alexnet
-
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(path))
     else:
         state = read_checkpoint(path, "AlexNet weights")
-    features = alexnet(weights=None).features
+    features = features_layers("alexnet")
     features.load_state_dict(
         {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     )

