@@ -45,6 +45,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -735,10 +736,15 @@ def train_stages(plan_file: str) -> int:
     for n, name in enumerate(names):
         started = time.time()
         left = plan["train_end"] - started
-        budget = left if n == len(names) - 1 else left * plan["share"][name]
         # Lightning's clock starts after the data's set-up (the first phase also finishes the
-        # data's rendering): that much of the budget is left to it
-        seconds = budget - plan["startup_s"] * (1.0 if n == 0 else 0.5)
+        # data's rendering, the next one only decodes): the phases share what is left after
+        # those, as the recipe shares its steps; the last takes the rest
+        setups = [plan["startup_s"] * (1.0 if k == 0 else 0.5) for k in range(len(names))]
+        if n == len(names) - 1:
+            seconds = left - setups[n]
+        else:
+            seconds = (left - sum(setups[n:])) * plan["share"][name]
+        budget = seconds + setups[n]
         entry: dict[str, Any] = {"budget_s": round(budget, 1), "max_time_s": int(seconds)}
         record[name] = entry
         if seconds < 5:
@@ -934,7 +940,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--model", default=pretrained.DEFAULT_MODEL, help="bundled name or .safetensors"
     )
     parser.add_argument("--experiment", default="gpu_round", help="the recipe (conf/experiment)")
-    parser.add_argument("--work", help="run dirs and checkpoints (default: <out>.work)")
+    parser.add_argument(
+        "--work",
+        help="run dirs and checkpoints, kept out of --out so that a device machine sends back "
+        "only the round's files (default: a new folder in $TMPDIR)",
+    )
     parser.add_argument("--bench-seconds", type=float, default=150.0)
     parser.add_argument("--card-seconds", type=float, default=None, help="reserved for the card")
     parser.add_argument("--avatars-count", type=int, help="avatars in the card (200; smoke 4)")
@@ -973,9 +983,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     args.out = str(out)
     work = (
-        Path(args.work).expanduser().resolve() if args.work else out.with_name(out.name + ".work")
+        Path(args.work).expanduser().resolve()
+        if args.work
+        else Path(tempfile.mkdtemp(prefix=f"pirec_gpu_round_{out.name}_"))
     )
     work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "train", ignore_errors=True)  # a finished phase there would be skipped
     log_file = out / "round.log"
     log_file.write_text(f"gpu_round {' '.join(args.argv)}\n")
     name, bundled_file, bundled_dir = bundled_source(args.model)
@@ -1025,6 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": name,
         "bundled_file": str(bundled_file),
         "bundled_sha256": sha256(bundled_file),
+        "work": str(work),  # the run dirs and checkpoints
         "recipe": f"experiment={args.experiment}",
         "overrides": (SMOKE_OVERRIDES if args.smoke else machine_overrides(args.device))
         + extra
