@@ -120,7 +120,7 @@ def _driver() -> str | None:
 
 def precision_for(device: str) -> str:
     """The training precision ``trainer.precision=mixed`` picks on ``device``."""
-    if not device.startswith("cuda"):
+    if not device.startswith("cuda") or not torch.cuda.is_available():
         return "32-true"
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 

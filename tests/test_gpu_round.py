@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,29 @@ def test_warm_data_renders_every_split(tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["items"] == 48
     pictures = [p for p in (tmp_path / "cache").rglob("*.png") if not p.name.endswith(".line.png")]
     assert len(pictures) == 48
+
+
+def test_carry_takes_what_the_device_lacks_and_unpacks_wheels(tmp_path):
+    spec = importlib.util.spec_from_file_location("build_carry", SCRIPT.with_name("build_carry.py"))
+    build_carry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_carry)
+    needed = build_carry.needed()
+    assert {"hydra-core", "omegaconf", "antlr4-python3-runtime", "kornia", "resvg-py"} <= set(
+        needed
+    )
+    assert {"dicebear-core", "dicebear-styles"} <= set(needed)
+    assert not {"torch", "pytorch-lightning", "numpy", "wandb"} & set(needed)
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("pkg/__init__.py", "VALUE = 1\n")
+        archive.writestr("pkg-1.0.data/purelib/pkg_extra.py", "EXTRA = 2\n")
+        archive.writestr("pkg-1.0.data/scripts/tool", "#!/bin/sh\n")
+        archive.writestr("pkg-1.0.dist-info/METADATA", "Name: pkg\nVersion: 1.0\n")
+    build_carry.unpack(wheel, tmp_path / "site")
+    site = tmp_path / "site"
+    files = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
+    assert files == ["pkg-1.0.dist-info/METADATA", "pkg/__init__.py", "pkg_extra.py"]
+    assert "bare Python 3.12" in build_carry.__doc__
 
 
 def _apply_with(out: Path, bundle: Path, candidate_shift: float) -> int:
