@@ -62,7 +62,8 @@ def test_row1_a_9000_px_photo_is_reduced_before_any_work(original, tmp_path, cap
     assert time.perf_counter() - start < 60  # more than 150 s before
     said = capsys.readouterr().out
     assert "1024x1024" in said and "9000x9000" in said
-    assert Image.open(out).size == (1024, 1024)
+    with Image.open(out) as written:
+        assert written.size == (1024, 1024)
 
 
 def test_row1_the_photo_reaches_the_preprocessing_at_the_models_size(tmp_path):

@@ -155,6 +155,7 @@ def test_outputs_are_written_whole_with_the_usual_mode(tmp_path):
     path = tmp_path / "out.png"
     path.write_bytes(b"an older output")
     save_images(torch.rand(1, 3, 16, 16), [path])
-    assert Image.open(path).size == (16, 16)
+    with Image.open(path) as written:
+        assert written.size == (16, 16)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left
     assert path.stat().st_mode & 0o644 == 0o644
