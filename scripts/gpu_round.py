@@ -568,9 +568,10 @@ CARRIED_TARBALLS = ROOT / ".gpu" / "iconify-tarballs"
 def machine_overrides(device: str) -> list[str]:
     """What depends on the machine, not the recipe: the loader's workers (the first epoch
     renders and decodes every split)."""
+    if device == "cpu":  # the recipe is a GPU one
+        return ["trainer=cpu"]
     cores = len(os.sched_getaffinity(0))
-    overrides = [f"data.num_workers={max(2, min(16, cores - 2))}"] if device != "cpu" else []
-    return overrides
+    return [f"data.num_workers={max(2, min(16, cores - 2))}"]
 
 
 def compose_round(args: argparse.Namespace, bundled: dict, work: Path, extra: list[str]):

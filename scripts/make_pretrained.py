@@ -43,6 +43,7 @@ from pirec_lightning import pretrained
 from pirec_lightning.checkpoints import read_checkpoint_key
 from pirec_lightning.data import PIRECDataModule
 from pirec_lightning.data.avatars import attribution_markdown, avatar_styles
+from pirec_lightning.data.mix import data_attribution
 from pirec_lightning.inference import Reconstructor
 from pirec_lightning.inference.evaluate import evaluate
 from pirec_lightning.pretrained.history import (
@@ -92,16 +93,6 @@ def mix_text(data: dict) -> str:
         f"`data=mix` (training draws {weights}): the Iconify sets "
         f"({', '.join(icons.get('heldout_sets') or [])} held out), the embedded emoji and "
     )
-
-
-def icons_attribution(data: dict) -> str:
-    """The Iconify sets' credits when the data has them."""
-    if data.get("mix") is None and data.get("icons") is None:
-        return ""
-    from pirec_lightning.data.icons import attribution_markdown as icon_credits
-
-    icons = data.get("icons") or {}
-    return "\n\n" + icon_credits(icons.get("sets"), icons.get("cache_dir"), icons.get("tarballs"))
 
 
 def run_quality(argv: list[str]) -> str:
@@ -388,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for s in styles
             ],
-            "attribution": attribution_markdown([s.name for s in styles]) + icons_attribution(data),
+            "attribution": (
+                data_attribution(data)  # the emoji, the avatar styles and the icon sets
+                if data.get("mix") is not None or data.get("icons") is not None
+                else attribution_markdown([s.name for s in styles])
+            ),
         },
         "quality": rows,
         "quality_table": table,
