@@ -411,3 +411,49 @@ def test_apply_replaces_only_a_winner_of_the_same_bundle(smoke_round, capsys):
     shutil.copytree(out, out.parent / "again")
     assert gpu_round.main(["--apply", str(out.parent / "again"), "--model", str(bundle)]) == 2
     assert "sha256 differs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_round_cut_by_sigterm_keeps_its_weights_and_stops(tmp_path):
+    """SIGTERM at the deadline (what ``run_logged`` sends): Lightning saves ``last.ckpt``, the
+    training process records the cut phase and starts no other."""
+    import signal
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    work = tmp_path / "work"
+    work.mkdir()
+    overrides = [*TINY, *gpu_round.SMOKE_OVERRIDES, "trainer.precision=32-true"]
+    cfg = compose_config(overrides, output_dir=work / "train")
+    bundled_ckpt = work / "bundled.ckpt"
+    torch.save(pretrained.read_pretrained(path=bundle), bundled_ckpt)
+    stages = {
+        n: str(gpu_round._stage_file(cfg, n, work, str(bundled_ckpt), 1, -1))
+        for n in gpu_round.STAGES
+    }
+    plan = {
+        "stages": stages,
+        "share": {"generating": 0.5, "refinement": 0.5},
+        "train_end": time.time() + 3600,  # only the signal ends it
+        "startup_s": 0,
+        "bundled_ckpt": str(bundled_ckpt),
+        "record": str(work / "phases.json"),
+    }
+    (work / "plan.json").write_text(json.dumps(plan))
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--train", str(work / "plan.json")],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    last = work / "train" / "generating" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert last.is_file(), "no periodic checkpoint before the signal"
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=120) == 0
+    record = json.loads((work / "phases.json").read_text())
+    assert record["generating"]["status"] == "stopped at the deadline"
+    assert "refinement" not in record
+    assert gpu_round._steps(last) >= 2
