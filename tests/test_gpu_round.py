@@ -342,7 +342,8 @@ def smoke_round(tmp_path_factory):
     empty.mkdir()
     env = {**os.environ, "PIREC_WEIGHTS_DIR": str(empty), "TORCH_HOME": str(empty)}
     command = [sys.executable, str(SCRIPT), "--device", "cpu", "--smoke", "--deadline", "120"]
-    command += ["--out", str(out), "--model", str(bundle), "--emoji-size", "32", "data=avatars"]
+    command += ["--out", str(out), "--work", str(folder / "work"), "--model", str(bundle)]
+    command += ["--emoji-size", "32", "data=avatars"]
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
     seconds = time.monotonic() - started
