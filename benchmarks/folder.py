@@ -21,6 +21,13 @@ the folder's own size), alternating ``--repeats`` times, each figure the median:
 
 ``folder_over_networks`` = (a)'s images/s over the folder's (target <= 1.3: decoding, resizing,
 thinning and writing cost less than a third of the networks' time).
+
+On a machine shared with other jobs, wall-clock rates swing with their load; ``--cpu-time``
+adds a comparison that hardly does: in this process, with ``--threads`` torch threads, the CPU
+seconds (``time.process_time``, all threads, the writer's included) per image of
+``reconstruct_folder`` (the code ``pirec reconstruct --input-dir`` runs, the model already
+loaded) and of the two networks alone on batches of the same size, alternating ``--repeats``
+times; ``cpu_folder_over_networks`` is their ratio.
 """
 
 from __future__ import annotations
@@ -92,6 +99,38 @@ def run_networks(args, size: int) -> dict[str, float]:
     }
 
 
+def cpu_seconds(args, pairs: Path, out: Path, run_size: str) -> dict[str, float]:
+    """CPU seconds per image of the folder path and of the networks alone (see the module)."""
+    import torch
+
+    from pirec_lightning.inference import Reconstructor
+    from pirec_lightning.inference.pairs import reconstruct_folder
+
+    torch.set_num_threads(args.threads)
+    rec = Reconstructor.pretrained(args.model, "cpu", run_size=run_size)
+    count = len(list(pairs.glob("*_c.png")))
+    side = rec.run_shape(args.size, args.size)[0]
+    generator = torch.Generator().manual_seed(0)
+    edge = (torch.rand(args.batch, 1, side, side, generator=generator) > 0.9).float()
+    color = torch.rand(args.batch, 3, side, side, generator=generator)
+    folder, networks = [], []
+    for _ in range(args.repeats):
+        start = time.process_time()
+        reconstruct_folder(rec, pairs, out, args.batch, device="cpu", overwrite=True)
+        folder.append((time.process_time() - start) / count)
+        start = time.process_time()
+        batches = -(-count // args.batch)
+        with torch.inference_mode():
+            for _ in range(batches):
+                first = rec.generator(torch.cat([color, edge], 1))
+                rec.refiner(torch.cat([first, edge], 1))
+        networks.append((time.process_time() - start) / (batches * args.batch))
+    return {
+        "cpu_s_per_image_folder": statistics.median(folder),
+        "cpu_s_per_image_networks": statistics.median(networks),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="sketch-128")
@@ -102,6 +141,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--run-sizes", default="model,input")
     parser.add_argument("--workdir", default="/tmp/pirec-folder-bench")
+    parser.add_argument("--cpu-time", action="store_true", help="add the CPU-seconds comparison")
+    parser.add_argument("--no-wall", action="store_true", help="skip the wall-clock rows")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -115,13 +156,19 @@ def main() -> None:
     arms = args.run_sizes.split(",")
     folder_runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
     network_runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
-    for _ in range(args.repeats):
+    for _ in range(0 if args.no_wall else args.repeats):
         for arm in arms:
             folder_runs[arm].append(run_folder(args, pairs, workdir / f"out_{arm}", arm))
             network_size = run_shape(args.size, args.size, model_size, arm)[0]
             network_runs[arm].append(run_networks(args, network_size))
     rows = []
-    for arm in arms:
+    for arm in arms if args.cpu_time else ():
+        cpu = cpu_seconds(args, pairs, workdir / f"out_cpu_{arm}", arm)
+        ratio = cpu["cpu_s_per_image_folder"] / cpu["cpu_s_per_image_networks"]
+        row = {"run_size": arm, "size": args.size, "threads": args.threads, **cpu}
+        row["cpu_folder_over_networks"] = ratio
+        rows.append({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+    for arm in arms if not args.no_wall else ():
         row = {
             "run_size": arm,
             "pairs": folder_runs[arm][0]["images"],
@@ -140,6 +187,15 @@ def main() -> None:
         rows.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
     if args.json:
         print(json.dumps({"rows": rows, "cores": os.cpu_count(), "repeats": args.repeats}))
+        return
+    for r in [r for r in rows if "cpu_folder_over_networks" in r]:
+        print(
+            f"CPU s/image, {r['run_size']}: folder {r['cpu_s_per_image_folder']}, networks "
+            f"{r['cpu_s_per_image_networks']}, ratio {r['cpu_folder_over_networks']} "
+            "(target <= 1.3)"
+        )
+    rows = [r for r in rows if "folder_images_per_s" in r]
+    if not rows:
         return
     print(
         f"{rows[0]['pairs']} pairs of {args.size} px, {args.model}, {args.threads} threads, "
