@@ -313,3 +313,17 @@ def test_converted_lpips_heads_are_torchmetrics_heads() -> None:
     )
     for k in range(5):
         torch.testing.assert_close(ours[f"lpips.{k}.weight"], theirs[f"lin{k}.model.1.weight"])
+
+
+def test_a_recipe_with_vgg16_and_no_weights_stops_before_training(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pirec_lightning.config import ConfigError
+    from pirec_lightning.training import train
+
+    monkeypatch.setenv("PIREC_WEIGHTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ConfigError, match="pirec weights fetch") as error:
+        train(make_cfg("debug=tiny", "loss.vgg=vgg16", output_dir=tmp_path / "run"))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
