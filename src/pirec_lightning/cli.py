@@ -1,4 +1,4 @@
-"""The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export | app``.
+"""The ``pirec`` command line: ``pirec train | reconstruct | evaluate | export | app | weights``.
 
 Each subcommand is a pair of small functions: ``add_<name>(commands)`` declares its arguments
 and ``run_<name>(args)`` does the work. To add a
@@ -21,6 +21,7 @@ from PIL import Image
 from pirec_lightning import __version__
 from pirec_lightning.app import (
     build_app,
+    check_port,
     default_example_roots,
     find_examples,
     launch,
@@ -314,7 +315,9 @@ def add_evaluate(commands) -> None:
     )
     add_model_arguments(parser)
     parser.add_argument(
-        "overrides", nargs="*", help="data.KEY=VALUE / data=emoji|folder: change the test split"
+        "overrides",
+        nargs="*",
+        help="data.KEY=VALUE / data=emoji|folder|avatars|icons|mix: change the test split",
     )
     parser.add_argument(
         "--input-dir", help="evaluate on a folder of images or an .npz of images instead"
@@ -470,6 +473,7 @@ def run_app(args: argparse.Namespace) -> int:
         require_gradio()  # before loading a model, so a missing extra fails at once
     except ImportError as error:
         raise ValueError(str(error)) from error
+    check_port(args.host, args.port)  # a busy port is one line before a model is loaded
     chosen = args.model or args.checkpoint or args.pirec_generator
     if chosen is None and DEFAULT_MODEL in list_models():  # no training needed to start
         args.model = chosen = DEFAULT_MODEL
