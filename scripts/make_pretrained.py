@@ -37,7 +37,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Subset
-from torchvision.utils import save_image
 
 from pirec_lightning import pretrained
 from pirec_lightning.checkpoints import read_checkpoint_key
@@ -108,21 +107,15 @@ def run_quality(argv: list[str]) -> str:
     return printed.getvalue()
 
 
-def write_examples(model: Reconstructor, folder: Path, count: int = 4) -> list[str]:
-    """``count`` line-art pairs of :func:`check_set` as PI-REC files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):
-        old.unlink()
-    items = check_set(model, count)
-    names = []
-    for n in range(len(items)):
-        item = items[n]
-        picture, art = item[:3][None], item[3:][None]
-        _, color = model.photo_inputs(picture, seed=n)
-        save_image((art > 0.5).float(), folder / f"{CHECK['style']}{n}_e.png")
-        save_image(color, folder / f"{CHECK['style']}{n}_c.png")
-        names.append(f"{CHECK['style']}{n}")
-    return names
+def write_examples(model: Reconstructor, folder: Path) -> list[str]:
+    """The bundled model's example pairs, as ``scripts/make_examples.py`` picks and writes them
+    (colourful line-art avatars of the test split), so both scripts write the same examples."""
+    spec = importlib.util.spec_from_file_location(
+        "make_examples", ROOT / "scripts" / "make_examples.py"
+    )
+    make_examples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_examples)
+    return make_examples.write_examples(model, folder)
 
 
 def steps_of(run: Path) -> dict[str, int]:
